@@ -1,0 +1,374 @@
+"""The messages the ledger accepts and sends: one pydantic model per Avro record.
+
+These models are the contract with the CSMS, the PSP and the configuration source. Each has
+an Avro schema of the same name in `schemas/` (a test keeps them in agreement), a topic, and
+a JSON form (`model_dump(mode="json")`) that is also the line format of event files.
+
+Conventions on the wire: every decimal (money, energy, power, percentages) is a decimal
+string so no float ever carries money; every instant is an ISO 8601 string with an offset.
+The OCPP part of a session event keeps OCPP 2.0.1's own camelCase names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from ledger.domain.errors import InvalidMessage
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp needs a UTC offset, e.g. 2026-01-01T10:00:00Z")
+    return value
+
+
+def _finite(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("decimal must be finite")
+    return value
+
+
+def _decimal_from_wire(value: object) -> object:
+    if isinstance(value, float):
+        raise ValueError("decimals travel as strings, not floats")
+    return value
+
+
+# Field types shared by every message.
+Instant = Annotated[
+    datetime,
+    AfterValidator(_aware),
+    PlainSerializer(lambda v: v.isoformat().replace("+00:00", "Z"), return_type=str),
+]
+Dec = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_from_wire),
+    AfterValidator(_finite),
+    PlainSerializer(lambda v: str(v), return_type=str),
+]
+NonNegDec = Annotated[Dec, Field(ge=0)]
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Envelope(WireModel):
+    """Fields every message carries."""
+
+    TOPIC: ClassVar[str] = ""
+
+    event_id: Id
+    tenant_id: Id
+    occurred_at: Instant
+    producer: Annotated[str, Field(min_length=1, max_length=64)]
+    schema_version: int = 1
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+
+# ---------------------------------------------------------------- CSMS: session events
+class UnitOfMeasure(WireModel):
+    unit: str = "Wh"
+    multiplier: int = 0
+
+
+class SampledValue(WireModel):
+    value: Dec
+    context: str | None = None
+    measurand: str | None = None
+    phase: str | None = None
+    unitOfMeasure: UnitOfMeasure | None = None
+
+
+class MeterValue(WireModel):
+    timestamp: Instant
+    sampledValue: list[SampledValue] = Field(min_length=1)
+
+
+class TransactionInfo(WireModel):
+    transactionId: Annotated[str, Field(min_length=1, max_length=36)]
+    chargingState: (
+        Literal["Charging", "EVConnected", "SuspendedEV", "SuspendedEVSE", "Idle"] | None
+    ) = None
+    stoppedReason: str | None = None
+    timeSpentCharging: int | None = None
+    remoteStartId: int | None = None
+
+
+class IdToken(WireModel):
+    idToken: Annotated[str, Field(min_length=1, max_length=36)]
+    type: Literal[
+        "Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress",
+        "NoAuthorization",
+    ]
+
+
+class Evse(WireModel):
+    id: int
+    connectorId: int | None = None
+
+
+class OcppTransactionEvent(WireModel):
+    """OCPP 2.0.1 TransactionEventRequest, as the charging station sent it."""
+
+    eventType: Literal["Started", "Updated", "Ended"]
+    timestamp: Instant
+    triggerReason: str
+    seqNo: int = Field(ge=0)
+    transactionInfo: TransactionInfo
+    idToken: IdToken | None = None
+    evse: Evse | None = None
+    meterValue: list[MeterValue] = Field(default_factory=list)
+    offline: bool = False
+
+
+class TransactionEvent(Envelope):
+    """A session event from the CSMS, with the ids the CSMS knows around the OCPP payload."""
+
+    TOPIC: ClassVar[str] = "csms.transaction-events"
+
+    location_id: Id
+    charge_point_id: Id
+    tariff_id: Id | None = None
+    # Set when a contactless payment terminal at the charger authorized the session.
+    terminal_reference: Id | None = None
+    transaction: OcppTransactionEvent
+
+
+# ---------------------------------------------------------------- PSP results
+PaymentOutcome = Literal[
+    "hold_authorized", "hold_failed", "captured", "released",
+    "charge_succeeded", "charge_failed", "refunded",
+]
+
+
+class PaymentResult(Envelope):
+    """The PSP's answer to one command, addressed by the command's deterministic id."""
+
+    TOPIC: ClassVar[str] = "psp.results"
+
+    request_id: Id
+    outcome: PaymentOutcome
+    amount: NonNegDec
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    psp_reference: Id | None = None
+    reason: str | None = None
+
+
+class TerminalAuthorized(Envelope):
+    """A payment terminal at a charger authorized (held) an amount for one session."""
+
+    TOPIC: ClassVar[str] = "psp.results"
+
+    terminal_reference: Id
+    terminal_id: Id
+    location_id: Id
+    amount: NonNegDec
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    psp_reference: Id
+
+
+# ---------------------------------------------------------------- vouchers and wallets
+class VoucherBatchIssued(Envelope):
+    TOPIC: ClassVar[str] = "vouchers"
+
+    batch_id: Id
+    kind: Literal["balance", "session_credit"]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    amount_per_code: NonNegDec
+    codes: list[Id] = Field(min_length=1, max_length=10_000)
+    expires_at: Instant
+    site_location_ids: list[Id] = Field(default_factory=list)
+    # A partner who bought the batch is invoiced for it at this price per code.
+    bought_by_partner_id: Id | None = None
+    price_per_code_net: NonNegDec | None = None
+    vat_rate_percent: NonNegDec | None = None
+
+
+class VoucherRedemptionRequested(Envelope):
+    TOPIC: ClassVar[str] = "vouchers"
+
+    code: Id
+    driver_id: Id
+
+
+class WalletTopUpRequested(Envelope):
+    TOPIC: ClassVar[str] = "wallets"
+
+    driver_id: Id
+    amount: Annotated[Dec, Field(gt=0)]
+    method: Literal["card", "bank_transfer"]
+    reference: Id
+
+
+# ---------------------------------------------------------------- configuration
+class Configuration(Envelope):
+    """Configuration is effective-dated: it governs sessions started at or after effective_at."""
+
+    TOPIC: ClassVar[str] = "config"
+
+    effective_at: Instant
+
+
+class TenantConfigured(Configuration):
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    preauth_hold_amount: NonNegDec
+    preauth_stop_threshold_percent: Annotated[Dec, Field(gt=0, le=100)] = Decimal(95)
+    retry_schedule_hours: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [1, 6, 24, 72, 168], max_length=20
+    )
+    block_sessions_on_overdue_debt: bool = True
+
+
+class TariffPublished(Configuration):
+    tariff_id: Id
+    # The OCPI 2.2.1 Tariff object as JSON text (validated by the pricer on arrival).
+    ocpi_tariff_json: Annotated[str, Field(min_length=2, max_length=200_000)]
+
+
+class LocationConfigured(Configuration):
+    location_id: Id
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)]
+    tariff_id: Id
+    open_access: bool = False
+    open_access_evse_ids: list[Id] = Field(default_factory=list)
+    owner_partner_id: Id | None = None
+    preauth_hold_amount: NonNegDec | None = None
+
+
+class DriverConfigured(Configuration):
+    driver_id: Id
+    id_tokens: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(min_length=1)
+    billing_model: Literal["wallet", "pre_authorization", "post_paid"]
+    payment_method_token: Id | None = None
+    auto_top_up_threshold: NonNegDec | None = None
+    auto_top_up_amount: Annotated[Dec, Field(gt=0)] | None = None
+    preauth_hold_amount: NonNegDec | None = None
+
+
+class PlanPublished(Configuration):
+    plan_id: Id
+    payment: Literal["prepaid", "postpaid"]
+    fee_net: NonNegDec
+    fee_vat_rate_percent: NonNegDec
+    cycle_months: Annotated[int, Field(ge=1, le=12)] = 1
+    anchor: Literal["anniversary", "calendar"] = "anniversary"
+    allowance_kwh: NonNegDec | None = None
+    allowance_sessions: Annotated[int, Field(ge=0)] | None = None
+    allowance_amount: NonNegDec | None = None
+    overage_discount_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
+    overage_tariff_id: Id | None = None
+    site_location_ids: list[Id] = Field(default_factory=list)
+
+
+class SubscriptionChanged(Configuration):
+    driver_id: Id
+    plan_id: Id
+    action: Literal["subscribe", "cancel", "change_plan"]
+
+
+class PartnerConfigured(Configuration):
+    partner_id: Id
+    billing_period: Literal["monthly", "quarterly", "semi_annual", "annual"]
+    pool_limit: NonNegDec
+    discount_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
+    own_sites_only: bool = False
+
+
+class EnrolmentChanged(Configuration):
+    partner_id: Id
+    driver_id: Id
+    action: Literal["enrol", "unenrol"]
+    driver_limit: NonNegDec | None = None
+
+
+# ---------------------------------------------------------------- time
+class ClockTicked(Envelope):
+    """Event time moves forward: due retries, expiries, cycle and period ends run now."""
+
+    TOPIC: ClassVar[str] = "clock"
+
+    now: Instant
+
+
+# ---------------------------------------------------------------- outbound commands
+class StopSessionRequested(Envelope):
+    """To the CSMS: stop this transaction (RequestStopTransaction), with the reason."""
+
+    TOPIC: ClassVar[str] = "csms.commands"
+
+    transaction_id: Id
+    location_id: Id
+    charge_point_id: Id
+    reason: str
+
+
+class PaymentCommand(Envelope):
+    """To the PSP. `event_id` is the command id the PSP's result refers to (`request_id`)."""
+
+    TOPIC: ClassVar[str] = "psp.commands"
+
+    action: Literal["authorize", "capture", "release", "charge", "refund"]
+    idempotency_key: Id
+    amount: NonNegDec
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    payment_method_token: Id | None = None
+    # What the money is for: a session id, a top-up reference, an invoice number.
+    reference: Id
+    # For capture/release: the hold's authorization; for refund: the original charge.
+    psp_reference: Id | None = None
+
+
+# ---------------------------------------------------------------- registries
+INBOUND_TYPES: tuple[type[Envelope], ...] = (
+    TransactionEvent,
+    PaymentResult,
+    TerminalAuthorized,
+    VoucherBatchIssued,
+    VoucherRedemptionRequested,
+    WalletTopUpRequested,
+    TenantConfigured,
+    TariffPublished,
+    LocationConfigured,
+    DriverConfigured,
+    PlanPublished,
+    SubscriptionChanged,
+    PartnerConfigured,
+    EnrolmentChanged,
+    ClockTicked,
+)
+OUTBOUND_TYPES: tuple[type[Envelope], ...] = (StopSessionRequested, PaymentCommand)
+
+MESSAGE_TYPES: dict[str, type[Envelope]] = {
+    cls.type_name(): cls for cls in (*INBOUND_TYPES, *OUTBOUND_TYPES)
+}
+INBOUND_TOPICS: tuple[str, ...] = tuple(sorted({cls.TOPIC for cls in INBOUND_TYPES}))
+OUTBOUND_TOPICS: tuple[str, ...] = tuple(sorted({cls.TOPIC for cls in OUTBOUND_TYPES}))
+DEAD_LETTER_TOPIC = "ledger.dead-letters"
+
+assert all(cls.TOPIC for cls in MESSAGE_TYPES.values()), "every message type needs a topic"
+
+
+def parse_message(type_name: str, payload: dict[str, object]) -> Envelope:
+    """Validate a payload into its model; any problem becomes InvalidMessage with the reason."""
+    from pydantic import ValidationError
+
+    model = MESSAGE_TYPES.get(type_name)
+    if model is None:
+        raise InvalidMessage(f"unknown message type {type_name!r}")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise InvalidMessage(f"invalid {type_name}: {problems}") from exc
