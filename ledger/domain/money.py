@@ -119,7 +119,8 @@ class Money:
         if not weights or any(w < 0 for w in weights) or sum(weights) == 0:
             raise InvalidAmount("allocate needs non-negative weights with a positive sum")
         unit = minor_unit(self.currency)
-        total_units = int((round_to_minor_unit(self.amount, self.currency) / unit).to_integral_value())
+        rounded = round_to_minor_unit(self.amount, self.currency)
+        total_units = int((rounded / unit).to_integral_value())
         weight_sum = sum(weights)
         exact = [Decimal(total_units) * w / weight_sum for w in weights]
         floors = [int(e.to_integral_value(rounding="ROUND_FLOOR")) for e in exact]
