@@ -1,0 +1,258 @@
+"""The ledger application: applies inbound messages in batches, exactly once.
+
+One code path, two transports: the Kafka consumer and `ledger ingest` both hand batches of
+`Inbound` items to `Ledger.apply_batch` with the position the batch ends at. The commit
+protocol, per batch:
+  1. skip items at or before the stored position of their source (a resumed run);
+  2. apply each message through its handler; a message whose event id was applied before
+     is skipped; a message the rules or the schema refuse is recorded with its reason and
+     changes nothing else;
+  3. write every new aggregate event, the outbound commands they caused, and the source's
+     new position in ONE transaction (eventsourcing's process recorder);
+  4. only then may the transport acknowledge (Kafka offsets are advisory: the database owns
+     the position).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.projection import EventSourcedProjection
+
+from ledger.domain.errors import InvalidInput, LedgerError, RuleViolation
+from ledger.domain.inbox import DeadLetter, ProcessedMessage, Refusal
+from ledger.domain.outbox import OutboundCommand
+from ledger.limits import BATCH_CONFLICT_RETRIES_MAX
+from ledger.messages import Envelope
+
+A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One item of a batch: a decoded message, or the reason it could not be decoded."""
+
+    source: str  # e.g. "kafka:csms.transaction-events:2" or "file:day.jsonl"
+    position: int  # offset or line number within the source; grows along the source
+    message: Envelope | None
+    key: str | None = None
+    raw: str = ""
+    error: str | None = None
+    type_name: str | None = None
+
+    def __post_init__(self) -> None:
+        assert (self.message is None) != (self.error is None), "message xor error"
+
+
+@dataclass(slots=True)
+class BatchResult:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    refused: int = 0
+    skipped_before_position: int = 0
+    commands_issued: int = 0
+    new_events: int = 0
+
+
+class Batch:
+    """The aggregates one batch reads and changes, collected into one transaction."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._touched: dict[UUID, Aggregate] = {}
+        self._order: list[UUID] = []
+        self.commands_issued = 0
+
+    def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        found = self._touched.get(aggregate_id)
+        if found is None:
+            try:
+                found = self._ledger.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+            self._remember(found)
+        assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
+        return found
+
+    def add(self, aggregate: Aggregate) -> None:
+        """Track a newly created aggregate so its events are saved with the batch."""
+        self._remember(aggregate)
+
+    def issue(self, command: Envelope, key: str) -> None:
+        """Record an outbound command in this transaction (the outbox)."""
+        command_aggregate_id = OutboundCommand.create_id(command.tenant_id, command.event_id)
+        if self.get(OutboundCommand, command_aggregate_id) is not None:
+            return  # the same cause issued it already: never twice, never under a new id
+        self.add(
+            OutboundCommand(
+                tenant_id=command.tenant_id,
+                command_id=command.event_id,
+                topic=command.TOPIC,
+                key=key,
+                type_name=command.type_name(),
+                payload=command.model_dump(mode="json"),
+            )
+        )
+        self.commands_issued += 1
+
+    def _remember(self, aggregate: Aggregate) -> None:
+        if aggregate.id not in self._touched:
+            self._touched[aggregate.id] = aggregate
+            self._order.append(aggregate.id)
+
+    def aggregates(self) -> Iterator[Aggregate]:
+        for aggregate_id in self._order:
+            yield self._touched[aggregate_id]
+
+
+Handler = Callable[[Any, Batch], None]
+
+
+class Ledger(EventSourcedProjection[UUID]):
+    """All billing aggregates of every tenant, and the use cases that change them."""
+
+    name = "ledger"
+    # Aggregate cache: a batch re-reads the same sessions and wallets many times.
+    env = {"AGGREGATE_CACHE_MAXSIZE": "10000"}
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        from ledger.handlers import HANDLERS  # late: handlers import the domain, not us
+
+        self._handlers: dict[type[Envelope], Handler] = dict(HANDLERS)
+
+    # ------------------------------------------------------------------ ingestion
+    def position(self, source: str) -> int | None:
+        """The last position of `source` already applied, or None."""
+        return self.recorder.max_tracking_id(source)
+
+    def apply_batch(self, items: Sequence[Inbound]) -> BatchResult:
+        """Apply items of ONE source in position order, with the position, in one transaction."""
+        if not items:
+            return BatchResult()
+        source = items[0].source
+        assert all(i.source == source for i in items), "a batch has one source"
+        assert all(a.position < b.position for a, b in itertools.pairwise(items)), (
+            "positions grow within a batch"
+        )
+        for _attempt in range(BATCH_CONFLICT_RETRIES_MAX):
+            stored = self.position(source)
+            fresh = [i for i in items if stored is None or i.position > stored]
+            if not fresh:
+                return BatchResult(skipped_before_position=len(items))
+            try:
+                result = self._apply_until_clean(fresh)
+            except IntegrityError:
+                # Either another run recorded this position first (then we are done), or
+                # another writer changed an aggregate we read: re-read and apply again.
+                if self.recorder.has_tracking_id(source, items[-1].position):
+                    return BatchResult(skipped_before_position=len(items))
+                continue
+            result.skipped_before_position = len(items) - len(fresh)
+            return result
+        raise RuntimeError(
+            f"batch of {source} up to {items[-1].position} kept conflicting with other writers"
+        )
+
+    def _apply_until_clean(self, items: Sequence[Inbound]) -> BatchResult:
+        """Apply the batch; when a message is refused half-way, start the batch again.
+
+        Handlers check before they change, but if a rule fails after a change, the whole
+        batch is rebuilt from the store with that message marked refused, so a refused
+        message never leaves a trace beyond its reason. Bounded by the batch size.
+        """
+        refused: dict[int, LedgerError] = {}
+        for _round in range(len(items) + 1):
+            try:
+                return self._apply_once(items, refused)
+            except _Refused as restart:
+                refused[restart.position] = restart.error
+        raise AssertionError("unreachable: each round refuses one more message")
+
+    def _apply_once(
+        self, items: Sequence[Inbound], refused: dict[int, LedgerError]
+    ) -> BatchResult:
+        result = BatchResult()
+        batch = Batch(self)
+        for item in items:
+            outcome = self._apply_item(item, batch, refused.get(item.position))
+            setattr(result, outcome, getattr(result, outcome) + 1)
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(
+            Tracking(items[-1].source, items[-1].position)
+        )
+        processing_event.collect_events(*batch.aggregates())
+        result.new_events = len(processing_event.events)
+        result.commands_issued = batch.commands_issued
+        self._record(processing_event)
+        self._take_snapshots(processing_event)
+        return result
+
+    def _apply_item(self, item: Inbound, batch: Batch, refusal: LedgerError | None) -> str:
+        message = item.message
+        if message is None:
+            self._dead_letter(item, item.error or "undecodable", batch)
+            return "dead_lettered"
+        processed_id = ProcessedMessage.create_id(message.tenant_id, message.event_id)
+        if batch.get(ProcessedMessage, processed_id) is not None:
+            return "duplicates"
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            refusal = InvalidInput(f"no handler for {message.type_name()}")
+        if refusal is None:
+            try:
+                assert handler is not None
+                handler(message, batch)
+            except LedgerError as exc:
+                raise _Refused(item.position, exc) from exc
+            outcome = "applied"
+        elif isinstance(refusal, RuleViolation):
+            batch.add(
+                Refusal(
+                    tenant_id=message.tenant_id, event_id=message.event_id,
+                    type_name=message.type_name(), subject=item.key or "",
+                    reason=str(refusal), at=message.occurred_at,
+                )
+            )
+            outcome = "refused"
+        else:
+            self._dead_letter(item, str(refusal), batch)
+            outcome = "dead_lettered"
+        batch.add(ProcessedMessage(message.tenant_id, message.event_id, item.source))
+        return outcome
+
+    def _dead_letter(self, item: Inbound, reason: str, batch: Batch) -> None:
+        message = item.message
+        dead_letter_id = DeadLetter.create_id(item.source, str(item.position))
+        if batch.get(DeadLetter, dead_letter_id) is not None:
+            return
+        received_at: datetime | None = message.occurred_at if message is not None else None
+        batch.add(
+            DeadLetter(
+                source=item.source, position=str(item.position),
+                tenant_id=message.tenant_id if message else None,
+                event_id=message.event_id if message else None,
+                type_name=item.type_name or (message.type_name() if message else None),
+                key=item.key, reason=reason, payload=item.raw, received_at=received_at,
+            )
+        )
+
+
+class _Refused(Exception):
+    """Internal: restart the batch with the message at `position` refused."""
+
+    def __init__(self, position: int, error: LedgerError) -> None:
+        super().__init__(str(error))
+        self.position = position
+        self.error = error
+
+
+__all__ = ["Batch", "BatchResult", "Inbound", "Ledger"]
