@@ -232,6 +232,8 @@ class TariffPublished(Configuration):
     tariff_id: Id
     # The OCPI 2.2.1 Tariff object as JSON text (validated by the pricer on arrival).
     ocpi_tariff_json: Annotated[str, Field(min_length=2, max_length=200_000)]
+    # Pre-authorization hold for sessions under this tariff (overrides the tenant's).
+    preauth_hold_amount: NonNegDec | None = None
 
 
 class LocationConfigured(Configuration):
@@ -251,7 +253,6 @@ class DriverConfigured(Configuration):
     payment_method_token: Id | None = None
     auto_top_up_threshold: NonNegDec | None = None
     auto_top_up_amount: Annotated[Dec, Field(gt=0)] | None = None
-    preauth_hold_amount: NonNegDec | None = None
 
 
 class PlanPublished(Configuration):
