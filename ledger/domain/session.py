@@ -1,0 +1,113 @@
+"""A charging session: what the CSMS reported, who pays, and what it cost.
+
+Readings are kept as they arrived (append-only facts) and folded in seqNo order whenever a
+price is needed, so a late or out-of-order meter update changes the result exactly as if it
+had arrived on time. The payer is decided once, at start, from the configuration in force.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.ids import natural_id
+
+BILLING_MODELS = (
+    "open_access",
+    "ad_hoc_terminal",
+    "corporate",
+    "subscription_prepaid",
+    "subscription_postpaid",
+    "wallet",
+    "pre_authorization",
+    "post_paid",
+)
+
+
+class ChargingSession(Aggregate):
+    @staticmethod
+    def create_id(tenant_id: str, transaction_id: str) -> UUID:
+        return natural_id("session", tenant_id, transaction_id)
+
+    @event("Opened")
+    def __init__(
+        self, tenant_id: str, transaction_id: str, location_id: str, charge_point_id: str
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.transaction_id = transaction_id
+        self.location_id = location_id
+        self.charge_point_id = charge_point_id
+        self.readings: list[dict[str, Any]] = []
+        self.started_at: datetime | None = None
+        self.ended_at: datetime | None = None
+        self.start_seq_no: int | None = None
+        self.end_seq_no: int | None = None
+        self.id_token: str | None = None
+        self.evse_id: str | None = None
+        self.terminal_reference: str | None = None
+        self.tariff_id_hint: str | None = None
+        self.payer: dict[str, Any] | None = None
+        self.stop_requested = False
+        self.settlement: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ facts
+    @event("ReadingRecorded")
+    def record_reading(self, reading: dict[str, Any]) -> None:
+        self.readings.append(reading)
+        kind = reading["event_type"]
+        if kind == "Started":
+            self.started_at = reading["timestamp"]
+            self.start_seq_no = reading["seq_no"]
+        elif kind == "Ended":
+            self.ended_at = reading["timestamp"]
+            self.end_seq_no = reading["seq_no"]
+        if reading.get("id_token") and self.id_token is None:
+            self.id_token = reading["id_token"]
+        if reading.get("evse_id") and self.evse_id is None:
+            self.evse_id = reading["evse_id"]
+        if reading.get("terminal_reference") and self.terminal_reference is None:
+            self.terminal_reference = reading["terminal_reference"]
+        if reading.get("tariff_id") and self.tariff_id_hint is None:
+            self.tariff_id_hint = reading["tariff_id"]
+
+    @event("PayerResolved")
+    def resolve_payer(self, payer: dict[str, Any]) -> None:
+        """`payer`: billing_model, payer ids, tariff (id, JSON), time zone, hold amount."""
+        self.payer = payer
+
+    @event("StopRequested")
+    def request_stop(self, reason: str, command_id: str) -> None:
+        self.stop_requested = True
+
+    @event("Settled")
+    def settle(
+        self, settlement: dict[str, Any], journal_entries: list[dict[str, Any]]
+    ) -> None:
+        """`settlement`: billing model, exact and rounded totals, CDR, charged_to."""
+        self.settlement = settlement
+
+    # ------------------------------------------------------------------ questions
+    def has_seq_no(self, seq_no: int) -> bool:
+        return any(r["seq_no"] == seq_no for r in self.readings)
+
+    @property
+    def is_started(self) -> bool:
+        return self.started_at is not None
+
+    @property
+    def is_complete(self) -> bool:
+        """Started and Ended held, and every seqNo between them (OCPP 2.0.1 E.x)."""
+        if self.start_seq_no is None or self.end_seq_no is None:
+            return False
+        held = {r["seq_no"] for r in self.readings}
+        return all(n in held for n in range(self.start_seq_no, self.end_seq_no + 1))
+
+    @property
+    def is_settled(self) -> bool:
+        return self.settlement is not None
+
+    def ordered_readings(self) -> list[dict[str, Any]]:
+        return sorted(self.readings, key=lambda r: r["seq_no"])

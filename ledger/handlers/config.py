@@ -1,0 +1,109 @@
+"""Configuration events: stored effective-dated, validated on arrival, never retroactive."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ledger.application import Batch
+from ledger.domain.configuration import EffectiveDated, config_id
+from ledger.domain.errors import InvalidInput
+from ledger.messages import (
+    Configuration,
+    DriverConfigured,
+    EnrolmentChanged,
+    LocationConfigured,
+    PartnerConfigured,
+    PlanPublished,
+    SubscriptionChanged,
+    TariffPublished,
+    TenantConfigured,
+)
+
+# What each configuration message configures, and the natural key within the tenant.
+CONFIG_KINDS: dict[type[Configuration], tuple[str, str]] = {
+    TenantConfigured: ("tenant", "tenant_id"),
+    TariffPublished: ("tariff", "tariff_id"),
+    LocationConfigured: ("location", "location_id"),
+    DriverConfigured: ("driver", "driver_id"),
+    PlanPublished: ("plan", "plan_id"),
+    SubscriptionChanged: ("subscription", "driver_id"),
+    PartnerConfigured: ("partner", "partner_id"),
+    EnrolmentChanged: ("enrolment", "driver_id"),
+}
+SETTINGS_EXCLUDED = {"event_id", "tenant_id", "occurred_at", "producer", "schema_version"}
+
+
+def settings_of(message: Configuration) -> dict[str, Any]:
+    return {
+        name: value
+        for name, value in message.model_dump().items()
+        if name not in SETTINGS_EXCLUDED
+    }
+
+
+def config_as_of(
+    batch: Batch, kind: str, tenant_id: str, key: str, moment: Any
+) -> dict[str, Any] | None:
+    found = batch.get(EffectiveDated, config_id(kind, tenant_id, key))
+    return None if found is None else found.as_of(moment)
+
+
+def require_tenant(batch: Batch, tenant_id: str, moment: Any) -> dict[str, Any]:
+    """The tenant's settings in force at `moment`; an unknown tenant is invalid input."""
+    settings = config_as_of(batch, "tenant", tenant_id, tenant_id, moment)
+    if settings is None:
+        raise InvalidInput(f"unknown tenant {tenant_id!r} (no TenantConfigured in force)")
+    return settings
+
+
+def _validate(message: Configuration, batch: Batch) -> None:
+    if isinstance(message, TenantConfigured):
+        return
+    tenant = require_tenant(batch, message.tenant_id, message.effective_at)
+    if isinstance(message, TariffPublished):
+        from ledger.domain.tariff import parse_tariff
+
+        try:
+            tariff = parse_tariff(json.loads(message.ocpi_tariff_json))
+        except ValueError as exc:
+            raise InvalidInput(f"tariff {message.tariff_id}: not JSON: {exc}") from exc
+        if tariff.currency != tenant["currency"]:
+            raise InvalidInput(
+                f"tariff {message.tariff_id} is in {tariff.currency}, "
+                f"tenant bills in {tenant['currency']}"
+            )
+    elif isinstance(message, LocationConfigured):
+        try:
+            ZoneInfo(message.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidInput(f"location {message.location_id}: unknown time zone") from exc
+
+
+def handle_configuration(message: Configuration, batch: Batch) -> None:
+    kind, key_field = CONFIG_KINDS[type(message)]
+    key = str(getattr(message, key_field))
+    _validate(message, batch)
+    aggregate_id = config_id(kind, message.tenant_id, key)
+    aggregate = batch.get(EffectiveDated, aggregate_id)
+    if aggregate is None:
+        aggregate = EffectiveDated(kind=kind, tenant_id=message.tenant_id, key=key)
+        batch.add(aggregate)
+    if aggregate.has_change(message.event_id):
+        return
+    aggregate.change(message.effective_at, message.event_id, settings_of(message))
+    if isinstance(message, DriverConfigured):
+        _index_tokens(message, batch)
+
+
+def _index_tokens(message: DriverConfigured, batch: Batch) -> None:
+    """id token -> driver, effective-dated like the rest, so the charger's token finds its payer."""
+    for token in message.id_tokens:
+        aggregate_id = config_id("id_token", message.tenant_id, token)
+        index = batch.get(EffectiveDated, aggregate_id)
+        if index is None:
+            index = EffectiveDated(kind="id_token", tenant_id=message.tenant_id, key=token)
+            batch.add(index)
+        if not index.has_change(message.event_id):
+            index.change(message.effective_at, message.event_id, {"driver_id": message.driver_id})
