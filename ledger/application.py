@@ -87,7 +87,7 @@ class Batch:
         """Track a newly created aggregate so its events are saved with the batch."""
         self._remember(aggregate)
 
-    def issue(self, command: Envelope, key: str) -> None:
+    def issue(self, command: Envelope, key: str, subject: dict[str, str]) -> None:
         """Record an outbound command in this transaction (the outbox)."""
         command_aggregate_id = OutboundCommand.create_id(command.tenant_id, command.event_id)
         if self.get(OutboundCommand, command_aggregate_id) is not None:
@@ -100,6 +100,7 @@ class Batch:
                 key=key,
                 type_name=command.type_name(),
                 payload=command.model_dump(mode="json"),
+                subject=subject,
             )
         )
         self.commands_issued += 1

@@ -24,3 +24,7 @@ RELAY_BATCH_COMMANDS_MAX = 500
 
 assert POLL_RECORDS_MAX <= BATCH_MESSAGES_MAX, "one poll must fit one transaction"
 assert BATCH_CONFLICT_RETRIES_MAX >= 1
+
+# A session whose Ended arrived but a seqNo in between did not is settled with what arrived
+# this long after its end (OCPP retries normally deliver within minutes).
+SESSION_SETTLE_GRACE_MINUTES = 15

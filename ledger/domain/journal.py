@@ -29,6 +29,7 @@ ACCOUNT_KINDS: frozenset[str] = frozenset(
         "vat_payable",  # VAT owed to the tax office (per rate)
         "operator_absorbed_cost",  # free charging the operator pays for itself
         "discounts",  # discounts granted (contra-revenue)
+        "bank_clearing",  # bank transfers received, not yet reconciled
     }
 )
 

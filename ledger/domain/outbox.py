@@ -24,10 +24,13 @@ class OutboundCommand(Aggregate):
     def __init__(
         self, tenant_id: str, command_id: str, topic: str, key: str, type_name: str,
         payload: dict[str, Any],
+        subject: dict[str, str],
     ) -> None:
+        """`subject` names the aggregate waiting for the answer: {"kind", "id"}."""
         self.tenant_id = tenant_id
         self.command_id = command_id
         self.topic = topic
         self.key = key
         self.type_name = type_name
         self.payload = payload
+        self.subject = subject

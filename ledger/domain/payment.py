@@ -48,6 +48,7 @@ class Charge(Aggregate):
         self.retry_schedule_hours = retry_schedule_hours
         self.attempts: list[dict[str, Any]] = []
         self.status = "pending"
+        self.overdue = False  # stays true once overdue, until a later attempt succeeds
         self.first_failure_at: datetime | None = None
 
     @event("AttemptIssued")
@@ -72,6 +73,7 @@ class Charge(Aggregate):
     @event("BecameOverdue")
     def become_overdue(self, at: datetime) -> None:
         self.status = "overdue"
+        self.overdue = True
 
     # ------------------------------------------------------------------ questions
     @property
@@ -123,7 +125,9 @@ class Hold(Aggregate):
         self.currency = currency
         self.payment_method_token = payment_method_token
         self.authorize_command_id = authorize_command_id
-        self.status = "requested"
+        # Two independent questions: did the PSP authorize it, and is it resolved?
+        self.authorization = "pending"  # pending | authorized | declined
+        self.resolution = "open"  # open | decided | resolved
         self.psp_reference: str | None = None
         self.capture_amount: Decimal | None = None
         self.resolution_command_ids: list[str] = []
@@ -132,19 +136,19 @@ class Hold(Aggregate):
 
     @event("Authorized")
     def authorize(self, psp_reference: str | None, at: datetime) -> None:
-        self.status = "authorized"
+        self.authorization = "authorized"
         self.psp_reference = psp_reference
 
     @event("Declined")
     def decline(self, reason: str, at: datetime) -> None:
-        self.status = "declined"
+        self.authorization = "declined"
 
     @event("ResolutionDecided")
     def decide_resolution(self, capture_amount: Decimal, command_ids: list[str]) -> None:
         """Capture this much and release the rest: decided once, at session end."""
         self.capture_amount = capture_amount
         self.resolution_command_ids = command_ids
-        self.status = "resolving"
+        self.resolution = "decided"
 
     @event("Captured")
     def record_capture(
@@ -158,7 +162,7 @@ class Hold(Aggregate):
 
     @event("Resolved")
     def resolve(self) -> None:
-        self.status = "resolved"
+        self.resolution = "resolved"
 
     @property
     def is_resolution_decided(self) -> bool:

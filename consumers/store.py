@@ -1,0 +1,65 @@
+"""Composition root for storage: a store URL becomes a configured Ledger application.
+
+`sqlite:///path.db` (the embedded default) or `postgresql://user[:password]@host[:port]/db`.
+Every persistence option that matters is set here explicitly, never left to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from consumers.cli import CliError
+from ledger.application import Ledger
+
+DEFAULT_STORE_URL = "sqlite:///./evledger.db"
+STORE_ENV_VAR = "LEDGER_STORE"
+
+
+def store_url_from(arg: str | None) -> str:
+    return arg or os.environ.get(STORE_ENV_VAR) or DEFAULT_STORE_URL
+
+
+def ledger_env(store_url: str) -> dict[str, str]:
+    """eventsourcing settings for `store_url` (raises CliError for a URL we cannot use)."""
+    parts = urlsplit(store_url)
+    if parts.scheme == "sqlite":
+        path = store_url[len("sqlite:///"):] if store_url.startswith("sqlite:///") else ""
+        if not path:
+            raise CliError(f"bad store URL {store_url!r}: expected sqlite:///PATH")
+        if path != ":memory:":
+            Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path if path == ":memory:" else str(Path(path).expanduser()),
+            "SQLITE_LOCK_TIMEOUT": "10",
+            "CREATE_TABLE": "y",
+        }
+    if parts.scheme in ("postgresql", "postgres"):
+        dbname = parts.path.lstrip("/")
+        if not parts.hostname or not dbname:
+            raise CliError(f"bad store URL {store_url!r}: expected postgresql://USER@HOST/DB")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": parts.hostname,
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "4",
+            # Lock waits are bounded so a stuck writer shows up as an error, not a hang.
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "60",
+            "POSTGRES_PRE_PING": "y",
+            # Never POSTGRES_ENABLE_DB_FUNCTIONS: it silently drops tracking rows.
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            "CREATE_TABLE": "y",
+        }
+    raise CliError(f"unsupported store URL {store_url!r} (sqlite:///... or postgresql://...)")
+
+
+def open_ledger(store_url: str) -> Ledger:
+    return Ledger(env=ledger_env(store_url))

@@ -1,0 +1,29 @@
+"""Which handler applies which inbound message. Each handler checks, then changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ledger.handlers.clock import handle_clock_ticked
+from ledger.handlers.config import CONFIG_KINDS, handle_configuration
+from ledger.handlers.payments import handle_payment_result, handle_terminal_authorized
+from ledger.handlers.sessions import handle_transaction_event
+from ledger.handlers.wallets import handle_top_up_requested
+from ledger.messages import (
+    ClockTicked,
+    Envelope,
+    PaymentResult,
+    TerminalAuthorized,
+    TransactionEvent,
+    WalletTopUpRequested,
+)
+
+HANDLERS: dict[type[Envelope], Callable[[Any, Any], None]] = {
+    TransactionEvent: handle_transaction_event,
+    PaymentResult: handle_payment_result,
+    TerminalAuthorized: handle_terminal_authorized,
+    WalletTopUpRequested: handle_top_up_requested,
+    ClockTicked: handle_clock_ticked,
+    **{kind: handle_configuration for kind in CONFIG_KINDS},
+}

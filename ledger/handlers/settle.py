@@ -1,0 +1,176 @@
+"""Settling a finished session under its billing model: price, receipt, journal, payments."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from ledger.application import Batch
+from ledger.domain.invoice import InvoiceSeries, document
+from ledger.domain.journal import JournalEntry, account, sale, transfer
+from ledger.domain.payment import Hold
+from ledger.domain.session import ChargingSession
+from ledger.domain.session_cost import final_cost
+from ledger.domain.settlement import ChargeLines, charge_lines, split_gross
+
+
+def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batch) -> None:
+    from ledger.handlers.payments import open_charge, resolve_hold
+    from ledger.handlers.sessions import wallet_of
+
+    payer = session.payer
+    assert payer is not None and session.ended_at is not None and not session.is_settled
+    cost = final_cost(session)
+    lines = charge_lines(cost)
+    currency = cost.currency
+    gross = lines.gross
+    model = payer["billing_model"]
+    driver_id: str | None = payer["driver_id"]
+    tx = session.transaction_id
+    entry_id = f"session:{tx}"
+    entries: list[JournalEntry] = []
+    charged_to: list[dict[str, str]] = []
+    receipt_to: str | None = None
+
+    if model is None:
+        # Nobody could pay at start (refused); the energy delivered before the stop still
+        # has a cost: a known driver with a card is billed post-paid, otherwise the
+        # operator absorbs it. Both are reported under the model that bore the cost.
+        has_card = bool(driver_id and payer.get("payment_method_token"))
+        model = "post_paid" if has_card else "open_access"
+
+    if model == "open_access":
+        entries.append(_sale(entry_id, lines, account("operator_absorbed_cost"), tx))
+        charged_to.append(_share("operator", session.location_id, gross))
+    elif model == "post_paid":
+        assert driver_id is not None
+        receivable = account("driver_receivable", driver_id)
+        entries.append(_sale(entry_id, lines, receivable, tx))
+        charged_to.append(_share("driver", driver_id, gross))
+        receipt_to = driver_id
+        if gross > 0:
+            open_charge(
+                batch, session.tenant_id, tenant["retry_schedule_hours"], purpose="session",
+                reference=tx, driver_id=driver_id,
+                amount=gross, currency=currency, token=payer["payment_method_token"],
+                settles_account=receivable, at=session.ended_at,
+            )
+    elif model == "wallet":
+        assert driver_id is not None
+        wallet = wallet_of(session.tenant_id, driver_id, currency, batch)
+        entry = _sale(entry_id, lines, account("wallet", driver_id), tx)
+        wallet.debit(gross, "session", tx, [entry.to_dict()] if gross else [])
+        charged_to.append(_share("wallet", driver_id, gross))
+        receipt_to = driver_id
+        from ledger.handlers.wallets import top_up_if_low
+
+        top_up_if_low(wallet, payer.get("driver") or {}, tenant, session.ended_at, batch)
+    elif model == "pre_authorization":
+        assert driver_id is not None
+        receivable = account("driver_receivable", driver_id)
+        entries.append(_sale(entry_id, lines, receivable, tx))
+        charged_to.append(_share("driver", driver_id, gross))
+        receipt_to = driver_id
+        hold = batch.get(Hold, Hold.create_id(session.tenant_id, tx))
+        assert hold is not None, "a pre-authorized session requested its hold at start"
+        covered, overshoot = split_gross(
+            gross, hold.amount if hold.authorization != "declined" else Decimal(0)
+        )
+        resolve_hold(hold, covered, session.ended_at, batch)
+        if overshoot > 0:
+            open_charge(
+                batch, session.tenant_id, tenant["retry_schedule_hours"], purpose="overshoot",
+                reference=tx, driver_id=driver_id,
+                amount=overshoot, currency=currency, token=payer["payment_method_token"],
+                settles_account=receivable, at=session.ended_at,
+            )
+    elif model == "ad_hoc_terminal":
+        reference = str(session.terminal_reference)
+        receivable = account("driver_receivable", f"terminal:{reference}")
+        entries.append(_sale(entry_id, lines, receivable, tx))
+        receipt_to = f"terminal:{reference}"
+        hold = batch.get(Hold, Hold.create_id(session.tenant_id, "terminal:" + reference))
+        covered, overshoot = split_gross(gross, hold.amount if hold is not None else Decimal(0))
+        if hold is not None:
+            resolve_hold(hold, covered, session.ended_at, batch)
+        charged_to.append(_share("terminal", reference, covered))
+        if overshoot > 0:
+            # No account stands behind a terminal payment: past the authorization, the
+            # operator absorbs the rest (documented in docs/billing-decisions.md).
+            entries.append(
+                transfer(f"{entry_id}:absorbed", currency, f"terminal overshoot {tx}",
+                         account("operator_absorbed_cost"), receivable, overshoot)
+            )
+            charged_to.append(_share("operator", session.location_id, overshoot))
+    else:  # pragma: no cover - corporate and subscriptions settle in their own modules
+        raise AssertionError(f"no settlement for billing model {model!r}")
+
+    receipt_number = None
+    if receipt_to is not None:
+        receipt_number = issue_document(
+            batch, session.tenant_id, "session_receipt", reference=tx, bill_to=receipt_to,
+            currency=currency, issued_at=session.ended_at, lines=lines,
+            description=f"Charging session {tx}",
+        )
+    session.settle(
+        {
+            "billing_model": model,
+            "currency": currency,
+            "total_excl_vat": lines.net,
+            "total_vat": lines.vat,
+            "total_incl_vat": gross,
+            "charged_to": charged_to,
+            "receipt_number": receipt_number,
+            "cost": cost.ocpi,
+            "driver_id": driver_id,
+            "ended_at": session.ended_at,
+        },
+        [e.to_dict() for e in entries if _moves_money(e)],
+    )
+
+
+def _moves_money(entry: JournalEntry) -> bool:
+    return any(p.amount for p in entry.postings)
+
+
+def _sale(entry_id: str, lines: ChargeLines, debit: str, tx: str) -> JournalEntry:
+    if lines.gross == 0 and not lines.lines:
+        return transfer(entry_id, lines.currency, f"session {tx}", debit, account("revenue"),
+                        Decimal(0))
+    return sale(entry_id, lines.currency, f"session {tx}", debit, lines.net_by_rate(),
+                lines.vat_by_rate())
+
+
+def _share(payer: str, payer_id: str, amount: Decimal) -> dict[str, str]:
+    return {"payer": payer, "id": payer_id, "amount_incl_vat": str(amount)}
+
+
+def issue_document(
+    batch: Batch,
+    tenant_id: str,
+    series: str,
+    *,
+    reference: str,
+    bill_to: str,
+    currency: str,
+    issued_at: Any,
+    lines: ChargeLines,
+    description: str,
+) -> str:
+    """Issue the next document of `series` for `reference` (at most once per reference)."""
+    series_aggregate = batch.get(InvoiceSeries, InvoiceSeries.create_id(tenant_id, series))
+    if series_aggregate is None:
+        series_aggregate = InvoiceSeries(tenant_id=tenant_id, series=series)
+        batch.add(series_aggregate)
+    existing = series_aggregate.issued_for.get(reference)
+    if existing is not None:
+        return existing
+    number = series_aggregate.next_number()
+    series_aggregate.issue(
+        number,
+        document(
+            kind=series, reference=reference, bill_to=bill_to, currency=currency,
+            issued_at=issued_at, lines=[line.to_dict(description) for line in lines.lines],
+        ),
+    )
+    return number

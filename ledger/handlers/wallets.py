@@ -1,0 +1,115 @@
+"""Wallets: top-ups by card or bank transfer, auto-top-up, and stopping near the balance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ledger.application import Batch
+from ledger.domain.errors import InvalidInput, RuleViolation
+from ledger.domain.journal import account, transfer
+from ledger.domain.session import ChargingSession
+from ledger.domain.settlement import ChargeLine, ChargeLines
+from ledger.domain.wallet import Wallet
+from ledger.handlers.config import config_as_of, require_tenant
+from ledger.messages import WalletTopUpRequested
+
+
+def handle_top_up_requested(message: WalletTopUpRequested, batch: Batch) -> None:
+    from ledger.handlers.payments import open_charge
+    from ledger.handlers.sessions import wallet_of
+
+    tenant = require_tenant(batch, message.tenant_id, message.occurred_at)
+    driver = config_as_of(batch, "driver", message.tenant_id, message.driver_id,
+                          message.occurred_at)
+    if driver is None:
+        raise InvalidInput(f"unknown driver {message.driver_id!r}")
+    wallet = wallet_of(message.tenant_id, message.driver_id, tenant["currency"], batch)
+    reference = f"top_up:{message.reference}"
+    if message.method == "bank_transfer":
+        entry = transfer(
+            f"{reference}:{message.tenant_id}", wallet.currency,
+            f"bank transfer {message.reference}", account("bank_clearing"),
+            account("wallet", message.driver_id), message.amount,
+        )
+        wallet.credit(message.amount, "bank_transfer", reference, [entry.to_dict()])
+        issue_top_up_receipt(wallet, message.amount, reference, message.occurred_at, batch)
+        return
+    token = driver.get("payment_method_token")
+    if not token:
+        raise RuleViolation(f"driver {message.driver_id} has no card on file for a top-up")
+    wallet.start_top_up(reference, message.amount)
+    open_charge(
+        batch, message.tenant_id, [], purpose="top_up", reference=reference,
+        driver_id=message.driver_id, amount=message.amount, currency=wallet.currency,
+        token=token, settles_account=account("wallet", message.driver_id),
+        at=message.occurred_at,
+    )
+
+
+def watch_wallet(
+    session: ChargingSession, running_cost: Decimal, threshold: Decimal, batch: Batch
+) -> None:
+    """During a session: top up in time (auto-top-up) or stop near the balance."""
+    from ledger.handlers.sessions import request_stop, wallet_of
+
+    payer = session.payer
+    assert payer is not None
+    driver: dict[str, Any] = payer.get("driver") or {}
+    wallet = wallet_of(session.tenant_id, payer["driver_id"], payer["currency"], batch)
+    available = wallet.balance - running_cost
+    now = session.ordered_readings()[-1]["timestamp"]
+    if _auto_top_up(driver):
+        if available < Decimal(driver["auto_top_up_threshold"]):
+            _start_auto_top_up(wallet, driver, session.transaction_id, now, batch)
+        return
+    if running_cost >= wallet.balance * threshold:
+        request_stop(session, "wallet balance nearly used", batch)
+
+
+def top_up_if_low(
+    wallet: Wallet, driver: dict[str, Any], tenant: dict[str, Any], at: datetime, batch: Batch
+) -> None:
+    if _auto_top_up(driver) and wallet.balance < Decimal(driver["auto_top_up_threshold"]):
+        _start_auto_top_up(wallet, driver, f"after:{at.isoformat()}", at, batch)
+
+
+def _auto_top_up(driver: dict[str, Any]) -> bool:
+    return bool(
+        driver.get("auto_top_up_threshold") is not None
+        and driver.get("auto_top_up_amount")
+        and driver.get("payment_method_token")
+    )
+
+
+def _start_auto_top_up(
+    wallet: Wallet, driver: dict[str, Any], cause: str, at: datetime, batch: Batch
+) -> None:
+    from ledger.handlers.payments import open_charge
+
+    if wallet.pending_top_up is not None:
+        return  # one top-up at a time; the next update checks again
+    reference = f"auto_top_up:{wallet.driver_id}:{cause}"
+    amount = Decimal(driver["auto_top_up_amount"])
+    wallet.start_top_up(reference, amount)
+    open_charge(
+        batch, wallet.tenant_id, [], purpose="top_up", reference=reference,
+        driver_id=wallet.driver_id, amount=amount, currency=wallet.currency,
+        token=driver["payment_method_token"], settles_account=account("wallet", wallet.driver_id),
+        at=at,
+    )
+
+
+def issue_top_up_receipt(
+    wallet: Wallet, amount: Decimal, reference: str, at: datetime, batch: Batch
+) -> None:
+    """A top-up is a prepayment, not a supply: its receipt carries no VAT (charged on use)."""
+    from ledger.handlers.settle import issue_document
+
+    issue_document(
+        batch, wallet.tenant_id, "wallet_top_up", reference=reference,
+        bill_to=wallet.driver_id, currency=wallet.currency, issued_at=at,
+        lines=ChargeLines(wallet.currency, (ChargeLine(None, amount, Decimal(0)),)),
+        description="Wallet top-up",
+    )
