@@ -124,4 +124,6 @@ def sale(
         if vat:
             postings.append(Posting(vat_account(rate), -vat))
     postings.insert(0, Posting(debit, gross))
+    if len(postings) == 1:  # a free session: a zero entry still names who would pay
+        postings.append(Posting(account("revenue"), Decimal(0)))
     return JournalEntry(entry_id, currency, description, tuple(postings))

@@ -134,9 +134,6 @@ def _moves_money(entry: JournalEntry) -> bool:
 
 
 def _sale(entry_id: str, lines: ChargeLines, debit: str, tx: str) -> JournalEntry:
-    if lines.gross == 0 and not lines.lines:
-        return transfer(entry_id, lines.currency, f"session {tx}", debit, account("revenue"),
-                        Decimal(0))
     return sale(entry_id, lines.currency, f"session {tx}", debit, lines.net_by_rate(),
                 lines.vat_by_rate())
 
