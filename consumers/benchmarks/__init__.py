@@ -1,0 +1,1 @@
+"""Micro-benchmarks behind `ledger bench TARGET`, one module per target."""
