@@ -13,6 +13,11 @@ Schemas are parsed once, on first use (`default_schemas()`), from `schemas/` nex
 package, or from the folder in the environment variable `EVLEDGER_SCHEMAS_DIR`. Only
 `inbound/`, `outbound/` and `ocpp/` are live; `history/` holds the versions already published,
 for the compatibility tests.
+
+What schemaless records cannot tell: their type and the schema version they were written
+with. `decode` trusts the header for the type (the model then refuses most mislabelled
+messages, not all: two types of the same layout read as each other) and assumes the writer
+used the live schema, which holds while every schema is at v1.
 """
 
 from __future__ import annotations
@@ -64,9 +69,9 @@ SCHEMA_FOLDERS: tuple[str, ...] = ("inbound", "outbound", "ocpp")
 TYPE_HEADER = "type"
 DEAD_LETTER_TYPE = "DeadLetter"
 
-# Kafka's own default limit on a message is 1 MiB; the largest valid message (a voucher batch
-# of 10,000 codes, or a 200,000-character tariff) fits well under 4 MiB. Checked before
-# decoding so a hostile length prefix cannot make us read further.
+# The largest messages the models bound (10,000 voucher codes, a 200,000-character tariff)
+# stay under 1 MiB, Kafka's default; 4 MiB leaves room for the lists the models leave
+# unbounded (id tokens, site ids, meter values) and caps them. Checked on both paths.
 MESSAGE_BYTES_MAX = 4 * 1024 * 1024
 # More schema files than this means the folder is wrong (a checkout of something else).
 SCHEMA_FILES_MAX = 500
