@@ -42,18 +42,11 @@ from ledger.domain.errors import InvalidMessage
 from ledger.messages import (
     MESSAGE_TYPES,
     ClockTicked,
-    DriverConfigured,
-    EnrolmentChanged,
+    Configuration,
     Envelope,
-    LocationConfigured,
-    PartnerConfigured,
     PaymentCommand,
     PaymentResult,
-    PlanPublished,
     StopSessionRequested,
-    SubscriptionChanged,
-    TariffPublished,
-    TenantConfigured,
     TerminalAuthorized,
     TransactionEvent,
     VoucherBatchIssued,
@@ -191,8 +184,8 @@ def key_for(message: Envelope) -> bytes:
     The key is opaque, for partitioning only: two ids that happen to collide (an id may
     contain ':') only share a partition, which is always safe. Choices beyond the obvious:
     a transaction by its OCPP transactionId (sessions of two charge points that reuse an id
-    share a partition, harmlessly); an enrolment by driver, like the driver's other
-    configuration; tenant-wide messages (TenantConfigured, ClockTicked) by the tenant alone;
+    share a partition, harmlessly); configuration and vouchers by the tenant alone, so they
+    apply in publication order; ClockTicked by the tenant;
     a stop command by the transaction it stops; a payment command by what the money is for
     (`reference`), so a hold's authorize, capture and release stay in order.
     """
@@ -207,23 +200,13 @@ def _natural_key(message: Envelope) -> str:
             return message.request_id
         case TerminalAuthorized():
             return message.terminal_reference
-        case VoucherBatchIssued():
-            return message.batch_id
-        case VoucherRedemptionRequested():
-            return message.code
-        case (
-            WalletTopUpRequested() | DriverConfigured() | SubscriptionChanged() | EnrolmentChanged()
-        ):
+        case VoucherBatchIssued() | VoucherRedemptionRequested() | Configuration():
+            # Low volume, and order across keys matters (a redemption after its batch, a
+            # location after its tariff): one partition per tenant keeps publication order.
+            return message.tenant_id
+        case WalletTopUpRequested():
             return message.driver_id
-        case LocationConfigured():
-            return message.location_id
-        case TariffPublished():
-            return message.tariff_id
-        case PlanPublished():
-            return message.plan_id
-        case PartnerConfigured():
-            return message.partner_id
-        case TenantConfigured() | ClockTicked():
+        case ClockTicked():
             return message.tenant_id
         case StopSessionRequested():
             return message.transaction_id

@@ -48,7 +48,8 @@ Dec = Annotated[
     Decimal,
     BeforeValidator(_decimal_from_wire),
     AfterValidator(_finite),
-    PlainSerializer(lambda v: str(v), return_type=str),
+    # Fixed-point text, never exponent form ("1000", not "1E+3").
+    PlainSerializer(lambda v: format(v, "f"), return_type=str),
 ]
 NonNegDec = Annotated[Dec, Field(ge=0)]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
