@@ -1,0 +1,121 @@
+"""What a session costs: the session's recorded readings folded and priced by the pricer.
+
+The session aggregate keeps OCPP readings as plain dicts (JSON-able event state); this module
+turns them into the pricer's `MeterReading`s and returns exact costs. Parsed tariffs and
+time zones are cached by their text, since every meter update of every live session asks.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ledger.domain.charging_periods import (
+    ChargingState,
+    EventType,
+    MeterReading,
+    MeterSample,
+    SessionMeter,
+    fold_charging_periods,
+    running_cost,
+)
+from ledger.domain.pricing import SessionPrice, price_session
+from ledger.domain.session import ChargingSession
+from ledger.domain.settlement import SessionCost
+from ledger.domain.tariff import Tariff, parse_tariff
+
+TARIFF_CACHE_ENTRIES_MAX = 1_024  # distinct tariff versions live at once, per process
+
+
+@lru_cache(maxsize=TARIFF_CACHE_ENTRIES_MAX)
+def tariff_from_json(ocpi_tariff_json: str) -> Tariff:
+    return parse_tariff(json.loads(ocpi_tariff_json))
+
+
+@lru_cache(maxsize=TARIFF_CACHE_ENTRIES_MAX)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def meter_reading(reading: dict[str, Any]) -> MeterReading:
+    state = reading.get("charging_state")
+    return MeterReading(
+        seq_no=reading["seq_no"],
+        timestamp=reading["timestamp"],
+        event_type=EventType(reading["event_type"]),
+        charging_state=None if state is None else ChargingState(state),
+        samples=tuple(
+            MeterSample(
+                timestamp=s["timestamp"],
+                energy_register_wh=_decimal(s.get("energy_wh")),
+                power_w=_decimal(s.get("power_w")),
+                current_a=_decimal(s.get("current_a")),
+            )
+            for s in reading.get("samples") or []
+        ),
+    )
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _meter(session: ChargingSession) -> SessionMeter:
+    return SessionMeter().record_all([meter_reading(r) for r in session.ordered_readings()])
+
+
+def running_cost_incl_vat(session: ChargingSession, now: datetime) -> Decimal:
+    """The cost so far, incl. VAT, exact: what holds and wallet limits watch."""
+    payer = session.payer
+    assert payer is not None
+    cost = running_cost(
+        tariff_from_json(payer["tariff_json"]), _meter(session), _zone(payer["time_zone"]), now
+    )
+    return cost.incl_vat
+
+
+def final_price(session: ChargingSession) -> SessionPrice:
+    payer = session.payer
+    assert payer is not None
+    tariff = tariff_from_json(payer["tariff_json"])
+    zone = _zone(payer["time_zone"])
+    meter = _meter(session)
+    last = session.ordered_readings()[-1]["timestamp"]
+    folded = fold_charging_periods(meter, tariff, zone, until=session.ended_at or last)
+    return price_session(tariff, folded.periods, zone, folded.session_start, folded.session_end)
+
+
+def final_cost(session: ChargingSession) -> SessionCost:
+    price = final_price(session)
+    return SessionCost(
+        currency=price.currency,
+        total_excl_vat=price.total_cost.excl_vat,
+        total_incl_vat=price.total_cost.incl_vat,
+        by_vat_rate={rate: (c.excl_vat, c.incl_vat - c.excl_vat)
+                     for rate, c in price.cost_by_vat_rate},
+        ocpi=ocpi_cost_fields(price),
+    )
+
+
+def ocpi_cost_fields(price: SessionPrice) -> dict[str, Any]:
+    """The OCPI CDR cost and volume fields, exact, as decimal strings."""
+
+    def pair(cost: Any) -> dict[str, str]:
+        return {"excl_vat": format(cost.excl_vat, "f"), "incl_vat": format(cost.incl_vat, "f")}
+
+    return {
+        "currency": price.currency,
+        "total_cost": pair(price.total_cost),
+        "total_fixed_cost": pair(price.total_fixed_cost),
+        "total_energy_cost": pair(price.total_energy_cost),
+        "total_time_cost": pair(price.total_time_cost),
+        "total_parking_cost": pair(price.total_parking_cost),
+        "total_reservation_cost": pair(price.total_reservation_cost),
+        "total_energy": format(price.total_energy_kwh, "f"),
+        "total_time": format(price.total_time_h, "f"),
+        "total_parking_time": format(price.total_parking_time_h, "f"),
+    }

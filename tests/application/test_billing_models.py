@@ -1,0 +1,215 @@
+"""Each per-session billing model, end to end through the ledger on the in-memory store.
+
+Tariff: 0.40 EUR/kWh excl. VAT, 19 % VAT (0.476 incl). 10 kWh -> 4.00 net, 0.76 VAT, 4.76.
+"""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from ledger.domain.driver_account import DriverAccount
+from ledger.domain.payment import Hold
+from ledger.domain.session import ChargingSession
+from ledger.domain.wallet import Wallet
+from tests.builders import (
+    T0,
+    LedgerDriver,
+    driver,
+    location,
+    session_events,
+    tariff,
+    tenant,
+    terminal_authorized,
+    tick,
+    top_up,
+)
+
+
+def network(**tenant_settings: object) -> LedgerDriver:
+    d = LedgerDriver()
+    d.apply(
+        tenant(**tenant_settings), tariff(), location(), location("FREE", open_access=True),
+        driver("post", "post_paid"), driver("bad", "post_paid", token="tok-decline"),
+        driver("pre", "pre_authorization"), driver("w", "wallet"),
+        driver("auto", "wallet", auto_top_up_threshold=Decimal("5"),
+               auto_top_up_amount=Decimal("20")),
+    )
+    d.new_commands()
+    return d
+
+
+def settlement(d: LedgerDriver, tx: str) -> dict[str, object]:
+    session = d.get(ChargingSession, ChargingSession.create_id("t1", tx))
+    assert session.settlement is not None, f"{tx} not settled"
+    return dict(session.settlement)
+
+
+def journal_balances(d: LedgerDriver) -> None:
+    entries = d.journal()
+    assert all(sum(p.amount for p in e.postings) == 0 for e in entries)
+    assert len({e.entry_id for e in entries}) == len(entries), "an entry was booked twice"
+
+
+def test_open_access_is_priced_and_booked_as_operator_absorbed_cost() -> None:
+    d = network()
+    d.apply_each(session_events("tx1", "post", "10", location_id="FREE"))
+    s = settlement(d, "tx1")
+    assert s["billing_model"] == "open_access"
+    assert s["total_incl_vat"] == Decimal("4.76")
+    assert s["charged_to"] == [{"payer": "operator", "id": "FREE", "amount_incl_vat": "4.76"}]
+    assert d.balance("operator_absorbed_cost") == Decimal("4.76")
+    assert d.new_commands() == []
+    journal_balances(d)
+
+
+def test_post_paid_charges_the_card_at_the_end_and_clears_the_receivable() -> None:
+    d = network()
+    d.apply_each(session_events("tx1", "post", "10"))
+    s = settlement(d, "tx1")
+    assert (s["billing_model"], s["total_excl_vat"], s["total_incl_vat"]) == (
+        "post_paid", Decimal("4.00"), Decimal("4.76"))
+    assert s["receipt_number"] == "R-000001"
+    [charge] = d.new_commands()
+    assert (charge["action"], charge["amount"], charge["payment_method_token"]) == (
+        "charge", "4.76", "tok-ok")
+    assert d.balance("driver_receivable:post") == Decimal("4.76")
+    d.answer(charge, "charge_succeeded")
+    assert d.balance("driver_receivable:post") == 0
+    assert d.balance("psp_clearing") == Decimal("4.76")
+    assert d.balance("revenue") == Decimal("-4.00")
+    assert d.balance("vat_payable:19") == Decimal("-0.76")
+    journal_balances(d)
+
+
+def test_post_paid_retries_on_schedule_then_becomes_overdue_debt_that_blocks_sessions() -> None:
+    d = network(retry_schedule_hours=[1, 6])
+    d.apply_each(session_events("tx1", "bad", "10"))
+    end = T0 + timedelta(minutes=60)
+    [first] = d.new_commands()
+    d.answer(first, "charge_failed", at=end)
+    d.apply(tick(end + timedelta(minutes=59)))
+    assert d.new_commands() == [], "no retry before +1 h"
+    d.apply(tick(end + timedelta(hours=1)))
+    [second] = d.new_commands()
+    assert second["event_id"] != first["event_id"]
+    assert second["idempotency_key"] != first["idempotency_key"]
+    d.answer(second, "charge_failed", at=end + timedelta(hours=1))
+    d.apply(tick(end + timedelta(hours=6)))
+    [third] = d.new_commands()
+    d.answer(third, "charge_failed", at=end + timedelta(hours=6))
+    account = d.get(DriverAccount, DriverAccount.create_id("t1", "bad"))
+    assert account.has_overdue_debt
+    # A new session by the indebted driver is refused: one stop request with the reason.
+    d.apply_each(session_events("tx2", "bad", "1", start=end + timedelta(days=1))[:1])
+    [stop] = d.new_commands()
+    assert stop["_type"] == "StopSessionRequested"
+    assert stop["reason"] == "driver has overdue debt"
+    journal_balances(d)
+
+
+def test_pre_authorization_holds_then_captures_the_cost_and_releases_the_rest() -> None:
+    d = network()
+    events = session_events("tx1", "pre", "10")
+    d.apply(events[0])
+    [authorize] = d.new_commands()
+    assert (authorize["action"], authorize["amount"]) == ("authorize", "25.00")
+    d.answer(authorize, "hold_authorized")
+    d.apply_each(events[1:])
+    commands = {c["action"]: c for c in d.new_commands()}
+    assert commands["capture"]["amount"] == "4.76"
+    assert commands["release"]["amount"] == "20.24"
+    d.answer(commands["capture"], "captured")
+    d.answer(commands["release"], "released")
+    hold = d.get(Hold, Hold.create_id("t1", "tx1"))
+    assert hold.resolution == "resolved"
+    assert d.balance("driver_receivable:pre") == 0
+    journal_balances(d)
+
+
+def test_pre_authorization_stops_once_near_the_hold_and_bills_the_overshoot_post_paid() -> None:
+    d = network()
+    # 60 kWh at 0.476 = 28.56 > 25.00 hold; 95 % of 25 = 23.75 reached on an update.
+    events = session_events("tx1", "pre", "60", updates=5)
+    d.apply(events[0])
+    [authorize] = d.new_commands()
+    d.answer(authorize, "hold_authorized")
+    d.apply_each(events[1:])
+    commands = d.new_commands()
+    stops = [c for c in commands if c["_type"] == "StopSessionRequested"]
+    assert len(stops) == 1
+    by_action = {c.get("action"): c for c in commands}
+    assert by_action["capture"]["amount"] == "25.00"
+    assert "release" not in by_action
+    assert by_action["charge"]["amount"] == "3.56"
+    assert settlement(d, "tx1")["total_incl_vat"] == Decimal("28.56")
+
+
+def test_a_declined_hold_stops_the_session() -> None:
+    d = network()
+    events = session_events("tx1", "pre", "1")
+    d.apply(events[0])
+    [authorize] = d.new_commands()
+    d.answer(authorize, "hold_failed")
+    [stop] = d.new_commands()
+    assert stop["reason"] == "pre-authorization declined"
+
+
+def test_wallet_is_debited_at_the_end_and_may_overshoot_below_zero() -> None:
+    d = network()
+    d.apply(top_up("w", "5.00"))
+    d.apply_each(session_events("tx1", "w", "20", updates=3))
+    stops = [c for c in d.new_commands() if c["_type"] == "StopSessionRequested"]
+    assert len(stops) == 1, "stopped near the balance"
+    wallet = d.get(Wallet, Wallet.create_id("t1", "w"))
+    assert wallet.balance == Decimal("5.00") - Decimal("9.52")
+    assert d.balance("wallet:w") == -wallet.balance
+    journal_balances(d)
+
+
+def test_auto_top_up_charges_the_card_during_the_session_so_it_is_not_interrupted() -> None:
+    d = network()
+    d.apply(top_up("auto", "10.00"))
+    d.apply_each(session_events("tx1", "auto", "20", updates=3))
+    commands = d.new_commands()
+    assert [c["_type"] for c in commands if c["_type"] == "StopSessionRequested"] == []
+    charges = [c for c in commands if c.get("action") == "charge"]
+    assert len(charges) == 1 and charges[0]["amount"] == "20"
+    d.answer(charges[0], "charge_succeeded")
+    wallet = d.get(Wallet, Wallet.create_id("t1", "auto"))
+    assert wallet.balance == Decimal("10.00") + Decimal("20") - Decimal("9.52")
+    assert d.balance("wallet:auto") == -wallet.balance
+    journal_balances(d)
+
+
+def test_terminal_session_captures_from_the_terminal_authorization() -> None:
+    d = network()
+    d.apply(terminal_authorized("TR1", "30.00"))
+    d.apply_each(session_events("tx1", None, "10", terminal_reference="TR1"))
+    s = settlement(d, "tx1")
+    assert s["billing_model"] == "ad_hoc_terminal"
+    assert s["charged_to"] == [{"payer": "terminal", "id": "TR1", "amount_incl_vat": "4.76"}]
+    commands = {c["action"]: c for c in d.new_commands()}
+    assert commands["capture"]["amount"] == "4.76"
+    assert commands["release"]["amount"] == "25.24"
+    d.answer(commands["capture"], "captured")
+    assert d.balance("driver_receivable:terminal:TR1") == 0
+    journal_balances(d)
+
+
+def test_a_late_meter_update_is_folded_in_seq_no_order() -> None:
+    in_order = network()
+    events = session_events("tx1", "post", "10", updates=3)
+    in_order.apply_each(events)
+    shuffled = network()
+    shuffled.apply_each([events[0], events[2], events[1], events[3], events[4]])
+    assert settlement(in_order, "tx1")["total_incl_vat"] == settlement(
+        shuffled, "tx1")["total_incl_vat"]
+
+
+def test_a_session_missing_a_seq_no_settles_after_the_grace_period() -> None:
+    d = network()
+    events = session_events("tx1", "post", "10", updates=2)
+    d.apply_each([events[0], events[1], events[3]])  # seqNo 2 never arrives
+    session = d.get(ChargingSession, ChargingSession.create_id("t1", "tx1"))
+    assert not session.is_settled
+    d.apply(tick(T0 + timedelta(minutes=60 + 15)))
+    assert settlement(d, "tx1")["total_incl_vat"] == Decimal("4.76")

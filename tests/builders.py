@@ -1,0 +1,213 @@
+"""Builders for inbound messages and a small in-memory ledger driver for tests.
+
+`LedgerDriver` applies messages one batch at a time to a Ledger on any store (in-memory by
+default) and answers questions about the result: outbound commands, aggregates, journal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from ledger.application import BatchResult, Inbound, Ledger
+from ledger.domain.inbox import DeadLetter, Refusal
+from ledger.domain.journal import JournalEntry
+from ledger.domain.outbox import OutboundCommand
+from ledger.messages import (
+    ClockTicked,
+    DriverConfigured,
+    Envelope,
+    LocationConfigured,
+    OcppTransactionEvent,
+    PaymentResult,
+    TariffPublished,
+    TenantConfigured,
+    TerminalAuthorized,
+    TransactionEvent,
+    WalletTopUpRequested,
+)
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
+_ids = itertools.count(1)
+
+ENERGY_TARIFF = {
+    "country_code": "DE", "party_id": "EVL", "id": "energy", "currency": "EUR",
+    "elements": [{"price_components": [
+        {"type": "ENERGY", "price": 0.40, "vat": 19.0, "step_size": 1}]}],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+
+
+def envelope(tenant: str = "t1", at: datetime = T0, event_id: str | None = None) -> dict[str, Any]:
+    return {"event_id": event_id or f"ev-{next(_ids)}", "tenant_id": tenant,
+            "occurred_at": at, "producer": "test"}
+
+
+def tenant(tenant_id: str = "t1", **settings: Any) -> TenantConfigured:
+    return TenantConfigured(
+        **envelope(tenant_id, T0 - timedelta(days=30)), effective_at=T0 - timedelta(days=30),
+        currency="EUR", preauth_hold_amount=Decimal("25.00"), **settings,
+    )
+
+
+def tariff(tariff_id: str = "energy", body: dict[str, Any] | None = None, tenant_id: str = "t1",
+           **extra: Any) -> TariffPublished:
+    return TariffPublished(
+        **envelope(tenant_id, T0 - timedelta(days=30)), effective_at=T0 - timedelta(days=30),
+        tariff_id=tariff_id, ocpi_tariff_json=json.dumps(body or ENERGY_TARIFF), **extra,
+    )
+
+
+def location(location_id: str = "L1", tenant_id: str = "t1", **settings: Any) -> LocationConfigured:
+    settings.setdefault("tariff_id", "energy")
+    return LocationConfigured(
+        **envelope(tenant_id, T0 - timedelta(days=30)), effective_at=T0 - timedelta(days=30),
+        location_id=location_id, time_zone="Europe/Berlin", **settings,
+    )
+
+
+def driver(driver_id: str, model: str, token: str | None = "tok-ok", tenant_id: str = "t1",
+           at: datetime | None = None, **settings: Any) -> DriverConfigured:
+    when = at or T0 - timedelta(days=30)
+    return DriverConfigured(
+        **envelope(tenant_id, when), effective_at=when, driver_id=driver_id,
+        id_tokens=[f"rfid-{driver_id}"], billing_model=model, payment_method_token=token,
+        **settings,
+    )
+
+
+def top_up(driver_id: str, amount: str, method: str = "bank_transfer",
+           at: datetime = T0 - timedelta(days=1), tenant_id: str = "t1") -> WalletTopUpRequested:
+    return WalletTopUpRequested(**envelope(tenant_id, at), driver_id=driver_id,
+                                amount=Decimal(amount), method=method,
+                                reference=f"ref-{next(_ids)}")
+
+
+def tick(now: datetime, tenant_id: str = "t1") -> ClockTicked:
+    return ClockTicked(**envelope(tenant_id, now), now=now)
+
+
+def tx_event(
+    transaction_id: str, kind: str, seq_no: int, at: datetime, energy_wh: int | None,
+    *, driver_id: str | None = None, state: str = "Charging", location_id: str = "L1",
+    tenant_id: str = "t1", terminal_reference: str | None = None,
+    stopped_reason: str | None = None,
+) -> TransactionEvent:
+    ocpp: dict[str, Any] = {
+        "eventType": kind, "timestamp": at, "triggerReason": "MeterValuePeriodic",
+        "seqNo": seq_no,
+        "transactionInfo": {"transactionId": transaction_id, "chargingState": state,
+                            "stoppedReason": stopped_reason},
+    }
+    if energy_wh is not None:
+        ocpp["meterValue"] = [{"timestamp": at, "sampledValue": [
+            {"value": Decimal(energy_wh), "measurand": "Energy.Active.Import.Register",
+             "unitOfMeasure": {"unit": "Wh", "multiplier": 0}}]}]
+    if kind == "Started":
+        ocpp["triggerReason"] = "Authorized"
+        ocpp["evse"] = {"id": 1, "connectorId": 1}
+        if driver_id:
+            ocpp["idToken"] = {"idToken": f"rfid-{driver_id}", "type": "ISO14443"}
+    return TransactionEvent(
+        **envelope(tenant_id, at), location_id=location_id, charge_point_id="CP1",
+        terminal_reference=terminal_reference,
+        transaction=OcppTransactionEvent.model_validate(ocpp),
+    )
+
+
+def session_events(
+    transaction_id: str, driver_id: str | None, kwh: str, minutes: int = 60,
+    start: datetime = T0, updates: int = 2, **kwargs: Any,
+) -> list[TransactionEvent]:
+    """Started at register 1,000,000 Wh, evenly spaced updates, Ended after `kwh`."""
+    begin = 1_000_000
+    total_wh = int(Decimal(kwh) * 1000)
+    events = [tx_event(transaction_id, "Started", 0, start, begin, driver_id=driver_id,
+                       **kwargs)]
+    for n in range(1, updates + 1):
+        at = start + timedelta(minutes=minutes * n / (updates + 1))
+        events.append(tx_event(transaction_id, "Updated", n, at,
+                               begin + total_wh * n // (updates + 1), **kwargs))
+    events.append(tx_event(transaction_id, "Ended", updates + 1,
+                           start + timedelta(minutes=minutes), begin + total_wh,
+                           state="EVConnected", stopped_reason="EVDisconnected", **kwargs))
+    return events
+
+
+def terminal_authorized(reference: str, amount: str, at: datetime = T0,
+                        tenant_id: str = "t1") -> TerminalAuthorized:
+    return TerminalAuthorized(**envelope(tenant_id, at), terminal_reference=reference,
+                              terminal_id="TERM1", location_id="L1", amount=Decimal(amount),
+                              currency="EUR", psp_reference=f"psp-{reference}")
+
+
+class LedgerDriver:
+    """Feeds a Ledger and reads back what it did."""
+
+    def __init__(self, ledger: Ledger | None = None, source: str = "test") -> None:
+        self.ledger = ledger or Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        self.source = source
+        self._position = itertools.count(1)
+        self._seen_commands = 0
+
+    def apply(self, *messages: Envelope) -> BatchResult:
+        items = [Inbound(self.source, next(self._position), m, key=None,
+                         raw=m.model_dump_json()) for m in messages]
+        return self.ledger.apply_batch(items)
+
+    def apply_each(self, messages: Iterable[Envelope]) -> None:
+        for message in messages:
+            self.apply(message)
+
+    def _all(self, topic_cls: type) -> list[Any]:
+        topic = get_topic(topic_cls)
+        notifications = self.ledger.recorder.select_notifications(
+            start=1, limit=1_000_000, topics=[topic])
+        return [self.ledger.mapper.to_domain_event(n) for n in notifications]
+
+    def commands(self) -> list[dict[str, Any]]:
+        return [e.payload | {"_type": e.type_name} for e in self._all(OutboundCommand.Issued)]
+
+    def new_commands(self) -> list[dict[str, Any]]:
+        found = self.commands()
+        new = found[self._seen_commands:]
+        self._seen_commands = len(found)
+        return new
+
+    def answer(self, command: dict[str, Any], outcome: str, amount: str | None = None,
+               at: datetime | None = None) -> BatchResult:
+        return self.apply(PaymentResult(
+            **envelope(command["tenant_id"], at or datetime.fromisoformat(
+                command["occurred_at"].replace("Z", "+00:00"))),
+            request_id=command["event_id"], outcome=outcome,
+            amount=Decimal(amount if amount is not None else command["amount"]),
+            currency=command["currency"], psp_reference=f"psp-{command['event_id'][:8]}",
+        ))
+
+    def dead_letters(self) -> list[Any]:
+        return self._all(DeadLetter.Recorded)
+
+    def refusals(self) -> list[Any]:
+        return self._all(Refusal.Refused)
+
+    def journal(self) -> list[JournalEntry]:
+        entries: list[JournalEntry] = []
+        notifications = self.ledger.recorder.select_notifications(start=1, limit=1_000_000)
+        for n in notifications:
+            event = self.ledger.mapper.to_domain_event(n)
+            for data in getattr(event, "journal_entries", None) or []:
+                entries.append(JournalEntry.from_dict(data))
+        return entries
+
+    def balance(self, account_name: str) -> Decimal:
+        return sum((p.amount for e in self.journal() for p in e.postings
+                    if p.account == account_name), Decimal(0))
+
+    def get(self, cls: type, aggregate_id: Any) -> Any:
+        return self.ledger.repository.get(aggregate_id)
