@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import (
     ROUND_CEILING,
     ROUND_HALF_EVEN,
@@ -64,6 +64,7 @@ from decimal import (
     localcontext,
 )
 from enum import StrEnum
+from functools import lru_cache
 
 from ledger.domain.errors import InvalidCdr, InvalidTariff
 from ledger.domain.money import round_to_minor_unit
@@ -91,6 +92,8 @@ MICROS_PER_DAY = 24 * 3_600 * MICROS_PER_SECOND
 SESSION_DURATION_MAX = timedelta(days=31)
 # Bounds the work one session can cause (periods in, cut points per period).
 PERIODS_MAX = 20_000
+# Offset changes are cached per (zone, year): a few zones times the years sessions span.
+TRANSITION_YEARS_CACHED_MAX = 256
 _WH_PER_KWH = Decimal(1000)
 _HOURS_PER_MICRO = Decimal(MICROS_PER_HOUR)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -219,20 +222,47 @@ def clock_cuts(
     """Instants strictly inside (start, end) where a local clock restriction may switch.
 
     `clock_seconds` are local wall-clock seconds of the day (restriction start/end times,
-    0 for midnight). Every UTC offset change (DST) inside the span is a cut too: at a
-    transition the wall clock jumps, which may skip a boundary (spring) or repeat it (autumn);
-    cutting there and at each occurrence of each wall time catches both.
+    0 for midnight). Between two UTC offset changes (DST) wall time is UTC plus a constant,
+    so the cuts are plain arithmetic. At an offset change the wall clock jumps forward (a
+    boundary in the skipped range switches right then) or back (a boundary in the repeated
+    range switches back then, and again at its second occurrence).
     """
     cuts: list[int] = []
-    if not clock_seconds:
+    if not clock_seconds or end_us <= start_us:
         return cuts
-    chunk_start = start_us
-    while chunk_start < end_us:
-        # Chunks of at most one day hold at most one offset change in every real zone.
-        chunk_end = min(end_us, chunk_start + MICROS_PER_DAY)
-        _clock_cuts_in(clock_seconds, time_zone, chunk_start, chunk_end, cuts)
-        chunk_start = chunk_end
-    return sorted(set(cuts))
+    piece_start, offset = start_us, _offset_us(time_zone, start_us)
+    for transition, offset_before, offset_after in _transitions_between(
+        time_zone, start_us, end_us
+    ):
+        _clock_cuts_fixed(clock_seconds, offset, piece_start, transition, cuts)
+        if _jumps_over(clock_seconds, transition + offset_before, transition + offset_after):
+            cuts.append(transition)
+        piece_start, offset = transition, offset_after
+    _clock_cuts_fixed(clock_seconds, offset, piece_start, end_us, cuts)
+    return cuts
+
+
+def _clock_cuts_fixed(
+    clock_seconds: Sequence[int], offset_us: int, start_us: int, end_us: int, out: list[int]
+) -> None:
+    """Cuts in (start, end) where the UTC offset is constant: wall = UTC + offset."""
+    wall_start, wall_end = start_us + offset_us, end_us + offset_us
+    for day in range(wall_start // MICROS_PER_DAY, wall_end // MICROS_PER_DAY + 1):
+        midnight = day * MICROS_PER_DAY
+        for second in clock_seconds:
+            wall = midnight + second * MICROS_PER_SECOND
+            if wall_start < wall < wall_end:
+                out.append(wall - offset_us)
+
+
+def _jumps_over(clock_seconds: Sequence[int], wall_before: int, wall_after: int) -> bool:
+    """Whether a wall-clock boundary lies in the range an offset change skips or repeats."""
+    low, high = min(wall_before, wall_after), max(wall_before, wall_after)
+    for day in range(low // MICROS_PER_DAY, high // MICROS_PER_DAY + 1):
+        for second in clock_seconds:
+            if low <= day * MICROS_PER_DAY + second * MICROS_PER_SECOND < high:
+                return True
+    return False
 
 
 def _offset_us(time_zone: tzinfo, micros: int) -> int:
@@ -241,36 +271,53 @@ def _offset_us(time_zone: tzinfo, micros: int) -> int:
     return offset // _ONE_MICRO
 
 
-def _clock_cuts_in(
-    clock_seconds: Sequence[int], time_zone: tzinfo, start_us: int, end_us: int, out: list[int]
-) -> None:
-    offset_start = _offset_us(time_zone, start_us)
-    offset_last = _offset_us(time_zone, end_us - 1)
-    if offset_start != offset_last:
-        transition = _offset_change(time_zone, start_us, end_us - 1, offset_start)
-        out.append(transition)
-        _clock_cuts_in(clock_seconds, time_zone, start_us, transition, out)
-        _clock_cuts_in(clock_seconds, time_zone, transition, end_us, out)
-        return
-    # One offset throughout: wall time = UTC + offset, integer arithmetic only.
-    wall_start, wall_end = start_us + offset_start, end_us + offset_start
-    for day in range(wall_start // MICROS_PER_DAY, wall_end // MICROS_PER_DAY + 1):
-        midnight = day * MICROS_PER_DAY
-        for second in clock_seconds:
-            wall = midnight + second * MICROS_PER_SECOND
-            if wall_start < wall < wall_end:
-                out.append(wall - offset_start)
+def _transitions_between(
+    time_zone: tzinfo, start_us: int, end_us: int
+) -> list[tuple[int, int, int]]:
+    """(instant, offset before, offset after) of each offset change in (start, end)."""
+    if isinstance(time_zone, timezone):
+        return []  # a fixed offset never changes
+    first_year = from_micros(start_us).year
+    last_year = from_micros(end_us).year
+    found: list[tuple[int, int, int]] = []
+    for year in range(first_year, last_year + 1):
+        found.extend(t for t in _transitions_in_year(time_zone, year) if start_us < t[0] < end_us)
+    return found
+
+
+@lru_cache(maxsize=TRANSITION_YEARS_CACHED_MAX)
+def _transitions_in_year(time_zone: tzinfo, year: int) -> tuple[tuple[int, int, int], ...]:
+    """Every UTC offset change in a (UTC) year: an hourly scan, refined to the second.
+
+    Done once per zone and year (a few milliseconds) instead of searching per period. No
+    zone changes its offset twice within an hour, so the hourly scan misses none.
+    """
+    start_us = to_micros(datetime(year, 1, 1, tzinfo=UTC))
+    end_us = to_micros(datetime(year + 1, 1, 1, tzinfo=UTC))
+    found: list[tuple[int, int, int]] = []
+    low_us, low_offset = start_us, _offset_us(time_zone, start_us)
+    while low_us < end_us:
+        high_us = min(low_us + MICROS_PER_HOUR, end_us)
+        high_offset = _offset_us(time_zone, high_us)
+        if high_offset != low_offset:
+            found.append(
+                (_offset_change(time_zone, low_us, high_us, low_offset), low_offset, high_offset)
+            )
+        low_us, low_offset = high_us, high_offset
+    return tuple(found)
 
 
 def _offset_change(time_zone: tzinfo, low_us: int, high_us: int, offset_low: int) -> int:
-    """First microsecond in (low, high] whose UTC offset differs from `offset_low`."""
-    while high_us - low_us > 1:
-        middle = (low_us + high_us) // 2
-        if _offset_us(time_zone, middle) == offset_low:
-            low_us = middle
+    """First whole second in (low, high] whose UTC offset differs from `offset_low`."""
+    low_s = low_us // MICROS_PER_SECOND
+    high_s = -(-high_us // MICROS_PER_SECOND)
+    while high_s - low_s > 1:
+        middle_s = (low_s + high_s) // 2
+        if _offset_us(time_zone, middle_s * MICROS_PER_SECOND) == offset_low:
+            low_s = middle_s
         else:
-            high_us = middle
-    return high_us
+            high_s = middle_s
+    return high_s * MICROS_PER_SECOND
 
 
 # ------------------------------------------------------------------------- the pricer
