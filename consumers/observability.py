@@ -1,0 +1,144 @@
+"""What the long-running processes tell operators: JSON-lines logs and Prometheus metrics.
+
+Logs: one JSON object per line on stderr, `{"ts", "level", "logger", "event", ...fields}`, so
+a log shipper needs no parsing rules. `log_event(logger, "batch_applied", source=..., ...)`
+is the one way to write one.
+
+Metrics (each process has its own registry, served on `--metrics-port` when it is not 0):
+
+| metric | type | labels |
+| --- | --- | --- |
+| `evledger_messages_applied_total` | counter | topic |
+| `evledger_messages_dead_lettered_total` | counter | topic |
+| `evledger_messages_duplicate_total` | counter | topic |
+| `evledger_messages_refused_total` | counter | topic |
+| `evledger_messages_skipped_total` (at or before the stored position) | counter | topic |
+| `evledger_consumer_lag_messages` (high watermark - next position) | gauge | topic, partition |
+| `evledger_batch_seconds` (decode + apply + commit of one partition batch) | histogram | |
+| `evledger_relay_published_total` | counter | topic |
+| `evledger_relay_position` (last ledger notification id published) | gauge | |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import IO, Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LOGGER_NAME = "evledger"
+# Batch latency buckets, seconds: a 500-message batch takes ~0.1-1 s on PostgreSQL.
+BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Metrics listen on every interface: a scraper runs on another host or container.
+METRICS_BIND_ADDRESS = "0.0.0.0"
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """A record as one JSON object; fields passed via `log_event` become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def configure_logging(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
+    """Route the `evledger` loggers (and warnings of libraries) to JSON lines on `stream`."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonLinesFormatter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger(LOGGER_NAME).setLevel(level)
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}")
+
+
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    logger.log(level, event, extra={"fields": fields})
+
+
+class Metrics:
+    """The metrics of one process, in a registry of its own (tests run several at once)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.applied = Counter(
+            "evledger_messages_applied", "Inbound messages applied to the ledger.",
+            ["topic"], registry=r,
+        )
+        self.dead_lettered = Counter(
+            "evledger_messages_dead_lettered",
+            "Inbound messages recorded as dead letters (undecodable or invalid).",
+            ["topic"], registry=r,
+        )
+        self.duplicates = Counter(
+            "evledger_messages_duplicate",
+            "Inbound messages whose event id was applied before (ignored).", ["topic"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "evledger_messages_refused", "Inbound requests the billing rules refused.",
+            ["topic"], registry=r,
+        )
+        self.skipped = Counter(
+            "evledger_messages_skipped",
+            "Records at or before the stored position of their partition (redelivered).",
+            ["topic"], registry=r,
+        )
+        self.lag = Gauge(
+            "evledger_consumer_lag_messages",
+            "High watermark minus the next position to apply, per partition.",
+            ["topic", "partition"], registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "evledger_batch_seconds", "Decode and apply one partition's batch, in seconds.",
+            buckets=BATCH_SECONDS_BUCKETS, registry=r,
+        )
+        self.relay_published = Counter(
+            "evledger_relay_published", "Outbox entries published by the relay.", ["topic"],
+            registry=r,
+        )
+        self.relay_position = Gauge(
+            "evledger_relay_position", "Last ledger notification id the relay published.",
+            registry=r,
+        )
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def serve(self, port: int) -> None:
+        """Serve /metrics on `port` in a daemon thread (port 0: do nothing)."""
+        assert self._server is None, "serve() once"
+        if port == 0:
+            return
+        self._server, self._thread = start_http_server(
+            port, addr=METRICS_BIND_ADDRESS, registry=self.registry
+        )
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
