@@ -17,6 +17,9 @@ from ledger.domain.errors import LedgerError
 COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.price",
     "consumers.commands.bench",
+    "consumers.commands.ingest",
+    "consumers.commands.project",
+    "consumers.commands.report",
     "consumers.commands.consume",
     "consumers.commands.relay",
     "consumers.commands.topics",
