@@ -1,0 +1,73 @@
+"""`ledger consume`: the Kafka consumer group that applies inbound topics to the ledger.
+
+Runs until SIGTERM or SIGINT, then finishes the batch in progress, leaves the group and
+exits 0. The database owns every partition's position (see consumers/consumer_loop.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from consumers import kafka_clients
+from consumers.consumer_loop import ConsumerLoop
+from consumers.observability import Metrics, configure_logging, get_logger, log_event
+from consumers.settings import add_arguments, settings_from
+from consumers.store import open_ledger
+from ledger.limits import CONSUMER_CLOSE_TIMEOUT_MS
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "consume",
+        help="apply the inbound Kafka topics to the ledger (long-running)",
+        description="Consume every inbound topic as one consumer group member and apply each"
+        " partition's records to the ledger exactly once; stops cleanly on SIGTERM/SIGINT.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT (instead of dying mid-batch); handlers restored after."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    configure_logging()
+    log = get_logger("consume")
+    ledger = open_ledger(settings.store_url)
+    metrics = Metrics()
+    consumer = None
+    try:
+        metrics.serve(settings.metrics_port)
+        consumer = kafka_clients.consumer(settings)
+        loop = ConsumerLoop(ledger, consumer, settings, metrics, log)
+        with stop_on_signals() as stop:
+            log_event(log, "started", group_id=settings.group_id,
+                      topic_prefix=settings.topic_prefix, metrics_port=settings.metrics_port)
+            loop.run(stop)
+        log_event(log, "stopping")
+    finally:
+        if consumer is not None:
+            consumer.close(autocommit=False, timeout_ms=CONSUMER_CLOSE_TIMEOUT_MS)
+        metrics.close()
+        ledger.close()
+    log_event(log, "stopped")
+    return 0

@@ -1,0 +1,321 @@
+"""The Kafka consumer loop: inbound topics into the ledger, exactly once in effect.
+
+The DATABASE owns the position. Each partition is a source named `kafka:{topic}:{partition}`
+whose position is the offset of the last record applied; it is written in the same
+transaction as the record's effects (`Ledger.apply_batch`). Kafka's committed offsets are
+written afterwards as a hint for tools (lag dashboards) and are never read back.
+
+Rebalances. kafka-python 3 runs rebalance listeners on its IO loop, the loop that also sends
+heartbeats, so a listener must not wait on the database. `PartitionGate` (the listener)
+only pauses each newly assigned partition and remembers it; the loop, on its own thread
+and before it touches that partition, reads the stored position, seeks to the next offset
+(or the beginning), and resumes it. Records of a partition that is still waiting for its
+seek are dropped, never applied.
+
+The commit protocol, per poll (the numbers appear in the code):
+  0. seek every newly assigned partition to its stored position + 1, then resume it;
+  1. poll at most POLL_RECORDS_MAX records (one transaction's worth);
+  2. per partition, decode every record into an `Inbound`: a record that cannot be decoded
+     becomes an `Inbound` with the reason and its bytes, so it is dead-lettered with its
+     provenance instead of stopping the partition;
+  3. apply the partition's records with their positions in ONE transaction
+     (`Ledger.apply_batch`; offsets asserted to grow);
+  4. only then commit the offsets to Kafka (advisory: a failed commit is logged and ignored).
+A crash anywhere before 3 commits writes nothing; after it, the seek in step 0 and the
+position check in `apply_batch` skip what was applied.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumers.avro_codec import decode, type_from_headers
+from consumers.observability import Metrics, get_logger, log_event
+from consumers.settings import Settings
+from ledger.application import BatchResult, Inbound, Ledger
+from ledger.domain.errors import InvalidMessage
+from ledger.limits import CONSUMER_COMMIT_TIMEOUT_MS, POLL_RECORDS_MAX, POLL_TIMEOUT_MS
+
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message=r"(read_text|open_text) is deprecated", category=DeprecationWarning
+    )
+    from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+    from kafka.errors import KafkaError
+
+SOURCE_PREFIX = "kafka:"
+# Dead letters keep the record's bytes; base64 because the payload may be any bytes at all.
+RAW_BASE64_PREFIX = "base64:"
+
+
+def source_name(topic: str, partition: int) -> str:
+    """The ledger source of one partition (topic names never contain ':')."""
+    assert ":" not in topic, "Kafka topic names are [A-Za-z0-9._-]"
+    return f"{SOURCE_PREFIX}{topic}:{partition}"
+
+
+def parse_source(source: str) -> tuple[str, int] | None:
+    """(topic, partition) of a Kafka source name, or None for any other source."""
+    if not source.startswith(SOURCE_PREFIX):
+        return None
+    topic, _, partition = source[len(SOURCE_PREFIX):].rpartition(":")
+    if not topic or not partition.isdigit():
+        return None
+    return topic, int(partition)
+
+
+def raw_from_bytes(value: bytes) -> str:
+    return RAW_BASE64_PREFIX + base64.b64encode(value).decode("ascii")
+
+
+def bytes_from_raw(raw: str) -> bytes:
+    """The bytes `raw_from_bytes` kept; any other raw text (an event file line) as UTF-8."""
+    if raw.startswith(RAW_BASE64_PREFIX):
+        return base64.b64decode(raw[len(RAW_BASE64_PREFIX):], validate=True)
+    return raw.encode("utf-8")
+
+
+def inbound_from_record(record: Any, settings: Settings) -> Inbound:
+    """One consumer record as an `Inbound`: decoded, or carrying the reason it is not."""
+    value: bytes = record.value if record.value is not None else b""
+    key = None if record.key is None else record.key.decode("utf-8", errors="replace")
+    source = source_name(record.topic, record.partition)
+    raw = raw_from_bytes(value)
+
+    def refused(reason: str, type_name: str | None) -> Inbound:
+        return Inbound(source, record.offset, None, key=key, raw=raw, error=reason,
+                       type_name=type_name)
+
+    try:
+        type_name = type_from_headers(record.headers)
+    except InvalidMessage as exc:
+        return refused(str(exc), None)
+    if record.value is None:
+        return refused("empty record (tombstone): no message", type_name)
+    try:
+        message = decode(type_name, value)
+    except InvalidMessage as exc:
+        return refused(str(exc), type_name)
+    expected_topic = settings.topic(message.TOPIC)
+    if record.topic != expected_topic:
+        return refused(f"{type_name} belongs on {expected_topic}, not {record.topic}", type_name)
+    return Inbound(source, record.offset, message, key=key, raw=raw, type_name=type_name)
+
+
+class PartitionGate(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Rebalance listener. Runs on kafka-python's IO loop: in-memory work only, no I/O.
+
+    A newly assigned partition is paused (so no record is fetched from wherever Kafka's
+    committed offset points) and queued for the consumer loop to seek from the database.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self._lock = threading.Lock()
+        self._to_seek: set[Any] = set()
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        partitions = set(assigned)
+        if partitions:
+            self._consumer.pause(*partitions)
+        with self._lock:
+            self._to_seek |= partitions
+
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        with self._lock:
+            self._to_seek -= set(revoked)
+
+    def on_partitions_lost(self, lost: Iterable[Any]) -> None:
+        self.on_partitions_revoked(lost)
+
+    def waiting(self) -> frozenset[Any]:
+        with self._lock:
+            return frozenset(self._to_seek)
+
+    def done(self, partition: Any) -> None:
+        with self._lock:
+            self._to_seek.discard(partition)
+
+
+@dataclass(slots=True)
+class PollOutcome:
+    records: int = 0
+    dropped_waiting_for_seek: int = 0
+    batches: list[tuple[str, BatchResult]] = field(default_factory=list)
+
+
+class ConsumerLoop:
+    """Polls the inbound topics and applies each partition's records in one transaction."""
+
+    def __init__(
+        self, ledger: Ledger, consumer: Any, settings: Settings, metrics: Metrics,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._consumer = consumer
+        self._settings = settings
+        self._metrics = metrics
+        self._log = logger or get_logger("consume")
+        self._gate = PartitionGate(consumer)
+        # Per partition: the offset of the last record applied or found applied (for the
+        # increasing-offset check and for lag), as of this process.
+        self._last_offset: dict[Any, int] = {}
+        self._subscribed = False
+
+    def subscribe(self) -> None:
+        topics = self._settings.inbound_topics()
+        self._consumer.subscribe(topics=topics, listener=self._gate)
+        self._subscribed = True
+        log_event(self._log, "subscribed", topics=topics, group_id=self._settings.group_id)
+
+    def run(self, stop: threading.Event, until: Callable[[], bool] | None = None) -> None:
+        """Poll and apply until `stop` is set (SIGTERM) or `until()` is true; the batch in
+        progress always finishes first."""
+        if not self._subscribed:
+            self.subscribe()
+        while not stop.is_set():
+            self.poll_once()
+            if until is not None and until():
+                return
+
+    def poll_once(self, timeout_ms: int = POLL_TIMEOUT_MS) -> PollOutcome:
+        outcome = PollOutcome()
+        # 0. Newly assigned partitions start from the database's position, not Kafka's.
+        self._seek_waiting_partitions()
+        # 1. At most one transaction's worth of records.
+        polled: Mapping[Any, Sequence[Any]] = self._consumer.poll(
+            timeout_ms=timeout_ms, max_records=POLL_RECORDS_MAX
+        )
+        waiting = self._gate.waiting()
+        applied_up_to: dict[Any, int] = {}
+        for partition in sorted(polled, key=lambda tp: (tp.topic, tp.partition)):
+            records = polled[partition]
+            outcome.records += len(records)
+            if partition in waiting:
+                # Assigned during this poll: fetched from Kafka's idea of the position.
+                outcome.dropped_waiting_for_seek += len(records)
+                continue
+            if not records:
+                continue
+            # 2. + 3. Decode, then apply with the position in one transaction.
+            result = self._apply_partition(partition, records)
+            outcome.batches.append((source_name(partition.topic, partition.partition), result))
+            applied_up_to[partition] = records[-1].offset
+        # 4. Only now tell Kafka (advisory).
+        self._commit_advisory(applied_up_to)
+        self._update_lag()
+        return outcome
+
+    # ------------------------------------------------------------------ steps
+    def _seek_waiting_partitions(self) -> None:
+        for partition in self._gate.waiting():
+            source = source_name(partition.topic, partition.partition)
+            stored = self._ledger.position(source)  # database I/O: on our thread, not Kafka's
+            try:
+                if stored is None:
+                    self._consumer.seek_to_beginning(partition)
+                else:
+                    self._consumer.seek(partition, stored + 1)
+                self._consumer.resume(partition)
+            except ValueError:
+                # Revoked again since it was assigned: nothing to seek.
+                log_event(self._log, "seek_skipped_revoked", source=source)
+            else:
+                if stored is None:
+                    self._last_offset.pop(partition, None)
+                else:
+                    self._last_offset[partition] = stored
+                log_event(self._log, "partition_assigned", source=source,
+                          stored_position=stored,
+                          next_offset=0 if stored is None else stored + 1)
+            self._gate.done(partition)
+
+    def _apply_partition(self, partition: Any, records: Sequence[Any]) -> BatchResult:
+        started = time.perf_counter()
+        previous = self._last_offset.get(partition)
+        assert previous is None or records[0].offset > previous, (
+            f"{partition}: offset {records[0].offset} after {previous}: positions must grow"
+        )
+        items = [inbound_from_record(record, self._settings) for record in records]
+        result = self._ledger.apply_batch(items)
+        self._last_offset[partition] = records[-1].offset
+        seconds = time.perf_counter() - started
+        self._count(partition.topic, result, seconds)
+        log_event(
+            self._log, "batch_applied",
+            source=source_name(partition.topic, partition.partition),
+            first_offset=records[0].offset, last_offset=records[-1].offset,
+            records=len(records), applied=result.applied, duplicates=result.duplicates,
+            dead_lettered=result.dead_lettered, refused=result.refused,
+            skipped=result.skipped_before_position, commands_issued=result.commands_issued,
+            new_events=result.new_events, seconds=round(seconds, 4),
+        )
+        return result
+
+    def _count(self, topic: str, result: BatchResult, seconds: float) -> None:
+        m = self._metrics
+        m.applied.labels(topic).inc(result.applied)
+        m.dead_lettered.labels(topic).inc(result.dead_lettered)
+        m.duplicates.labels(topic).inc(result.duplicates)
+        m.refused.labels(topic).inc(result.refused)
+        m.skipped.labels(topic).inc(result.skipped_before_position)
+        m.batch_seconds.observe(seconds)
+
+    def _commit_advisory(self, applied_up_to: Mapping[Any, int]) -> None:
+        if not applied_up_to:
+            return
+        offsets = {
+            tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in applied_up_to.items()
+        }
+        try:
+            self._consumer.commit(offsets=offsets, timeout_ms=CONSUMER_COMMIT_TIMEOUT_MS)
+        except KafkaError as exc:
+            # Harmless: the database already holds the position; the next commit catches up.
+            log_event(self._log, "offset_commit_failed", logging.WARNING, error=repr(exc))
+
+    def _update_lag(self) -> None:
+        for partition in self._consumer.assignment():
+            highwater = self._consumer.highwater(partition)
+            if highwater is None:
+                continue
+            last = self._last_offset.get(partition)
+            next_offset = 0 if last is None else last + 1
+            self._metrics.lag.labels(partition.topic, str(partition.partition)).set(
+                max(0, highwater - next_offset)
+            )
+
+    def lag(self) -> dict[str, int] | None:
+        """Messages behind per source, or None while a partition's high watermark is unknown
+        or it still waits for its seek."""
+        lags: dict[str, int] = {}
+        if self._gate.waiting():
+            return None
+        for partition in self._consumer.assignment():
+            highwater = self._consumer.highwater(partition)
+            if highwater is None:
+                return None
+            last = self._last_offset.get(partition)
+            lags[source_name(partition.topic, partition.partition)] = max(
+                0, highwater - (0 if last is None else last + 1)
+            )
+        return lags
+
+
+__all__ = [
+    "ConsumerLoop",
+    "PartitionGate",
+    "PollOutcome",
+    "TopicPartition",
+    "bytes_from_raw",
+    "inbound_from_record",
+    "parse_source",
+    "raw_from_bytes",
+    "source_name",
+]

@@ -1,0 +1,244 @@
+"""The Kafka consumer loop against a real broker and a real PostgreSQL.
+
+Each test gets fresh topics (`fresh_topic_prefix`), its own consumer group and an empty
+database, so tests never see each other's records or positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.utils import get_topic
+from kafka import OffsetAndMetadata, TopicPartition
+
+from consumers import kafka_clients
+from consumers.avro_codec import TYPE_HEADER, encode, headers_for, key_for
+from consumers.benchmarks.ingest import behind, end_offsets, publish, publish_raw, wait_until
+from consumers.commands.topics import create_topics
+from consumers.consumer_loop import ConsumerLoop, PollOutcome, bytes_from_raw, source_name
+from consumers.observability import Metrics
+from consumers.settings import Settings, settings_from
+from consumers.store import open_ledger
+from ledger.application import Ledger
+from ledger.domain.inbox import DeadLetter
+from ledger.domain.wallet import Wallet
+from tests.builders import T0, driver, tenant, top_up
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+# The broker's floor (group.min.session.timeout.ms): a closed or killed member's partitions
+# move to the next member quickly.
+TEST_SESSION_TIMEOUT_MS = 6_000
+# Joining a group and applying a handful of messages takes a few seconds; this bounds a hang.
+CONSUME_DEADLINE_S = 60
+# A stopped `ledger consume` leaves the group and exits within its close timeout (10 s).
+PROCESS_EXIT_DEADLINE_S = 30
+
+
+def make_settings(database: str, bootstrap: str, prefix: str, **extra: Any) -> Settings:
+    args = argparse.Namespace(
+        bootstrap_servers=bootstrap, topic_prefix=prefix, store=database,
+        group_id=f"{prefix}group", metrics_port=0, session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
+        **extra,
+    )
+    return settings_from(args, environ={})
+
+
+@pytest.fixture
+def settings(fresh_database: str, kafka_bootstrap_servers: str, fresh_topic_prefix: str
+             ) -> Settings:
+    found = make_settings(fresh_database, kafka_bootstrap_servers, fresh_topic_prefix)
+    with closing(kafka_clients.admin(found)) as admin:
+        create_topics(admin, found.all_topics(), partitions=3, replication_factor=1)
+    return found
+
+
+@pytest.fixture
+def ledger(settings: Settings) -> Iterator[Ledger]:
+    with closing(open_ledger(settings.store_url)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[Any]:
+    opened = kafka_clients.producer(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def consume_until_caught_up(settings: Settings, ledger: Ledger) -> list[PollOutcome]:
+    """Run one consumer-group member until every inbound partition is applied to its end."""
+    ends = end_offsets(settings, settings.inbound_topics())
+    outcomes: list[PollOutcome] = []
+    consumer = kafka_clients.consumer(settings)
+    metrics = Metrics()
+    try:
+        loop = ConsumerLoop(ledger, consumer, settings, metrics)
+        loop.subscribe()
+        deadline = time.monotonic() + CONSUME_DEADLINE_S
+        while behind(ledger, ends):
+            assert time.monotonic() < deadline, f"still behind: {behind(ledger, ends)}"
+            outcomes.append(loop.poll_once())
+    finally:
+        consumer.close(autocommit=False)
+        metrics.close()
+    return outcomes
+
+
+def totals(outcomes: list[PollOutcome]) -> dict[str, int]:
+    found = {"applied": 0, "duplicates": 0, "dead_lettered": 0, "refused": 0, "skipped": 0}
+    for outcome in outcomes:
+        for _source, result in outcome.batches:
+            found["applied"] += result.applied
+            found["duplicates"] += result.duplicates
+            found["dead_lettered"] += result.dead_lettered
+            found["refused"] += result.refused
+            found["skipped"] += result.skipped_before_position
+    return found
+
+
+def dead_letters(ledger: Ledger) -> list[Any]:
+    topic = get_topic(vars(DeadLetter)["Recorded"])
+    notifications = ledger.recorder.select_notifications(start=1, limit=10_000, topics=[topic])
+    return [ledger.mapper.to_domain_event(n) for n in notifications]
+
+
+def test_each_message_is_applied_once_and_undecodable_ones_are_dead_lettered_with_provenance(
+    settings: Settings, ledger: Ledger, producer: Any
+) -> None:
+    deposit = top_up("d1", "25.00", tenant_id="t1")
+    publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
+    publish(producer, settings, [deposit])
+    wallets_topic = settings.topic(deposit.TOPIC)
+    # The same event id again, at a new offset: a re-publish by the producer.
+    publish(producer, settings, [deposit])
+    # Bytes that are no WalletTopUpRequested, on the same key (so the same partition).
+    garbage = b"\x00\xffnot avro at all"
+    publish_raw(producer, wallets_topic, garbage, key_for(deposit), headers_for(deposit))
+    # A record without the `type` header.
+    publish_raw(producer, wallets_topic, encode(deposit), key_for(deposit), [])
+
+    outcomes = consume_until_caught_up(settings, ledger)
+
+    assert totals(outcomes) == {
+        "applied": 3, "duplicates": 1, "dead_lettered": 2, "refused": 0, "skipped": 0,
+    }
+    wallet: Wallet = ledger.repository.get(Wallet.create_id("t1", "d1"))
+    assert wallet.balance == Decimal("25.00")  # credited once, not twice
+
+    partition = next(
+        p for p in range(3)
+        if ledger.position(source_name(wallets_topic, p)) is not None
+    )
+    source = source_name(wallets_topic, partition)
+    found = sorted(dead_letters(ledger), key=lambda d: int(d.position))
+    assert [(d.source, d.position) for d in found] == [(source, "2"), (source, "3")]
+    undecodable, headerless = found
+    assert undecodable.type_name == "WalletTopUpRequested"
+    assert "not a WalletTopUpRequested record" in undecodable.reason
+    assert bytes_from_raw(undecodable.payload) == garbage
+    assert undecodable.key == key_for(deposit).decode()
+    assert TYPE_HEADER in headerless.reason and headerless.type_name is None
+    assert bytes_from_raw(headerless.payload) == encode(deposit)
+    assert ledger.position(source) == 3
+
+
+def test_a_message_on_the_wrong_topic_is_dead_lettered_not_applied(
+    settings: Settings, ledger: Ledger, producer: Any
+) -> None:
+    deposit = top_up("d1", "5.00", tenant_id="t1")
+    publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
+    config_topic = settings.topic("config")
+    publish_raw(producer, config_topic, encode(deposit), key_for(deposit), headers_for(deposit))
+
+    outcomes = consume_until_caught_up(settings, ledger)
+
+    assert totals(outcomes)["dead_lettered"] == 1
+    (letter,) = dead_letters(ledger)
+    assert letter.reason == (
+        f"WalletTopUpRequested belongs on {settings.topic('wallets')}, not {config_topic}"
+    )
+
+
+def test_a_restarted_consumer_resumes_from_the_database_position_not_kafkas_offset(
+    settings: Settings, ledger: Ledger, producer: Any
+) -> None:
+    # Every message of tenant t1's driver d1 shares one key, hence one partition.
+    publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
+    first = [top_up("d1", "1.00", tenant_id="t1", at=T0 + timedelta(minutes=n))
+             for n in range(3)]
+    publish(producer, settings, first)
+    consume_until_caught_up(settings, ledger)
+    wallets_topic = settings.topic("wallets")
+    (partition,) = [
+        p for p in range(3) if ledger.position(source_name(wallets_topic, p)) is not None
+    ]
+    source = source_name(wallets_topic, partition)
+    assert ledger.position(source) == 2
+
+    later = [top_up("d1", "10.00", tenant_id="t1", at=T0 + timedelta(hours=1, minutes=n))
+             for n in range(3)]
+    publish(producer, settings, later)
+    # Kafka now claims the group consumed the later messages too (offset 6 = after 3, 4, 5).
+    tp = TopicPartition(wallets_topic, partition)
+    liar = kafka_clients.consumer(settings)
+    try:
+        liar.assign([tp])
+        liar.commit({tp: OffsetAndMetadata(6, "", -1)})
+        assert liar.committed(tp) == 6
+    finally:
+        liar.close(autocommit=False)
+
+    outcomes = consume_until_caught_up(settings, ledger)
+
+    batches = [r for o in outcomes for s, r in o.batches if s == source]
+    assert sum(r.applied for r in batches) == 3  # the offset Kafka held is ignored
+    assert sum(r.skipped_before_position for r in batches) == 0  # and nothing re-read
+    assert ledger.position(source) == 5
+    wallet: Wallet = ledger.repository.get(Wallet.create_id("t1", "d1"))
+    assert wallet.balance == Decimal("33.00")
+
+
+def test_ledger_consume_stops_on_sigterm_after_its_batch_and_exits_zero(
+    settings: Settings, ledger: Ledger, producer: Any
+) -> None:
+    publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1"),
+                                 top_up("d1", "7.00", tenant_id="t1")])
+    ends = end_offsets(settings, settings.inbound_topics())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli", "consume", "--store", settings.store_url,
+         "--bootstrap-servers", ",".join(settings.bootstrap_servers),
+         "--topic-prefix", settings.topic_prefix, "--group-id", settings.group_id,
+         "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until(lambda: not behind(ledger, ends) or process.poll() is not None,
+                   CONSUME_DEADLINE_S, "ledger consume applying three messages")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=PROCESS_EXIT_DEADLINE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert stdout == ""
+    log_events = [line for line in stderr.splitlines() if line.startswith("{")]
+    assert any('"event":"batch_applied"' in line for line in log_events), stderr
+    assert '"event":"stopped"' in log_events[-1]
