@@ -27,9 +27,14 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.projection import EventSourcedProjection
 
+from ledger.domain.configuration import EffectiveDated
+from ledger.domain.driver_account import DriverAccount
 from ledger.domain.errors import InvalidInput, LedgerError, RuleViolation
 from ledger.domain.inbox import DeadLetter, ProcessedMessage, Refusal
+from ledger.domain.invoice import InvoiceSeries
 from ledger.domain.outbox import OutboundCommand
+from ledger.domain.schedule import Schedule
+from ledger.domain.wallet import Wallet
 from ledger.limits import BATCH_CONFLICT_RETRIES_MAX
 from ledger.messages import Envelope
 
@@ -124,6 +129,10 @@ class Ledger(EventSourcedProjection[UUID]):
     name = "ledger"
     # Aggregate cache: a batch re-reads the same sessions and wallets many times.
     env = {"AGGREGATE_CACHE_MAXSIZE": "10000"}
+    # Long-lived aggregates are snapshotted so a cold start never replays years of events.
+    snapshotting_intervals = {
+        Schedule: 200, InvoiceSeries: 200, Wallet: 200, EffectiveDated: 100, DriverAccount: 100,
+    }
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)

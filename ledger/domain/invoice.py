@@ -33,13 +33,13 @@ class InvoiceSeries(Aggregate):
     def __init__(self, tenant_id: str, series: str) -> None:
         self.tenant_id = tenant_id
         self.series = series
+        # Only the counter: a series outlives millions of documents, and each document's
+        # cause (a settled session, a confirmed top-up) already happens once.
         self.last_number = 0
-        self.issued_for: dict[str, str] = {}  # source reference -> number, so never twice
 
     @event("Issued")
     def issue(self, number: str, document: dict[str, Any]) -> None:
         self.last_number += 1
-        self.issued_for[document["reference"]] = number
 
     def next_number(self) -> str:
         return f"{SERIES_PREFIXES[self.series]}-{self.last_number + 1:06d}"

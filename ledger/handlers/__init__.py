@@ -9,6 +9,10 @@ from ledger.handlers.clock import handle_clock_ticked
 from ledger.handlers.config import CONFIG_KINDS, handle_configuration
 from ledger.handlers.payments import handle_payment_result, handle_terminal_authorized
 from ledger.handlers.sessions import handle_transaction_event
+from ledger.handlers.vouchers import (
+    handle_voucher_batch_issued,
+    handle_voucher_redemption_requested,
+)
 from ledger.handlers.wallets import handle_top_up_requested
 from ledger.messages import (
     ClockTicked,
@@ -16,6 +20,8 @@ from ledger.messages import (
     PaymentResult,
     TerminalAuthorized,
     TransactionEvent,
+    VoucherBatchIssued,
+    VoucherRedemptionRequested,
     WalletTopUpRequested,
 )
 
@@ -24,6 +30,8 @@ HANDLERS: dict[type[Envelope], Callable[[Any, Any], None]] = {
     PaymentResult: handle_payment_result,
     TerminalAuthorized: handle_terminal_authorized,
     WalletTopUpRequested: handle_top_up_requested,
+    VoucherBatchIssued: handle_voucher_batch_issued,
+    VoucherRedemptionRequested: handle_voucher_redemption_requested,
     ClockTicked: handle_clock_ticked,
     **{kind: handle_configuration for kind in CONFIG_KINDS},
 }

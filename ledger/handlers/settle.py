@@ -39,6 +39,18 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
         has_card = bool(driver_id and payer.get("payment_method_token"))
         model = "post_paid" if has_card else "open_access"
 
+    # -- Vouchers (BILLING_RULES "Who pays": session credit pays the driver's own share
+    # before 4-5; ledger/handlers/vouchers.py). Each voucher books Dr its value account /
+    # Cr driver_receivable; the per-session model below pays only `due`, the rest.
+    due = gross
+    if model in ("post_paid", "pre_authorization", "wallet") and driver_id is not None:
+        from ledger.handlers.vouchers import apply_session_credit
+
+        for code, paid in apply_session_credit(session, driver_id, gross, currency, batch):
+            charged_to.append(_share("voucher", code, paid))
+            due -= paid
+    # -- end vouchers
+
     if model == "open_access":
         entries.append(_sale(entry_id, lines, account("operator_absorbed_cost"), tx))
         charged_to.append(_share("operator", session.location_id, gross))
@@ -46,21 +58,27 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
         assert driver_id is not None
         receivable = account("driver_receivable", driver_id)
         entries.append(_sale(entry_id, lines, receivable, tx))
-        charged_to.append(_share("driver", driver_id, gross))
+        charged_to.append(_share("driver", driver_id, due))
         receipt_to = driver_id
-        if gross > 0:
+        if due > 0:
             open_charge(
                 batch, session.tenant_id, tenant["retry_schedule_hours"], purpose="session",
                 reference=tx, driver_id=driver_id,
-                amount=gross, currency=currency, token=payer["payment_method_token"],
+                amount=due, currency=currency, token=payer["payment_method_token"],
                 settles_account=receivable, at=session.ended_at,
             )
     elif model == "wallet":
         assert driver_id is not None
         wallet = wallet_of(session.tenant_id, driver_id, currency, batch)
-        entry = _sale(entry_id, lines, account("wallet", driver_id), tx)
-        wallet.debit(gross, "session", tx, [entry.to_dict()] if gross else [])
-        charged_to.append(_share("wallet", driver_id, gross))
+        if due == gross:
+            entry = _sale(entry_id, lines, account("wallet", driver_id), tx)
+        else:  # (vouchers) paid part: sold to the receivable, the wallet pays the rest
+            receivable = account("driver_receivable", driver_id)
+            entries.append(_sale(entry_id, lines, receivable, tx))
+            entry = transfer(f"{entry_id}:wallet", currency, f"session {tx} from wallet",
+                             account("wallet", driver_id), receivable, due)
+        wallet.debit(due, "session", tx, [entry.to_dict()] if due else [])
+        charged_to.append(_share("wallet", driver_id, due))
         receipt_to = driver_id
         from ledger.handlers.wallets import top_up_if_low
 
@@ -69,12 +87,12 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
         assert driver_id is not None
         receivable = account("driver_receivable", driver_id)
         entries.append(_sale(entry_id, lines, receivable, tx))
-        charged_to.append(_share("driver", driver_id, gross))
+        charged_to.append(_share("driver", driver_id, due))
         receipt_to = driver_id
         hold = batch.get(Hold, Hold.create_id(session.tenant_id, tx))
         assert hold is not None, "a pre-authorized session requested its hold at start"
         covered, overshoot = split_gross(
-            gross, hold.amount if hold.authorization != "declined" else Decimal(0)
+            due, hold.amount if hold.authorization != "declined" else Decimal(0)
         )
         resolve_hold(hold, covered, session.ended_at, batch)
         if overshoot > 0:
@@ -104,6 +122,9 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
             charged_to.append(_share("operator", session.location_id, overshoot))
     else:  # pragma: no cover - corporate and subscriptions settle in their own modules
         raise AssertionError(f"no settlement for billing model {model!r}")
+
+    if due == 0 and gross > 0:  # (vouchers) paid in full: no zero row for the model
+        charged_to = [share for share in charged_to if share["payer"] == "voucher"]
 
     receipt_number = None
     if receipt_to is not None:
@@ -154,14 +175,11 @@ def issue_document(
     lines: ChargeLines,
     description: str,
 ) -> str:
-    """Issue the next document of `series` for `reference` (at most once per reference)."""
+    """Issue the next document of `series` for `reference`; the caller issues it once."""
     series_aggregate = batch.get(InvoiceSeries, InvoiceSeries.create_id(tenant_id, series))
     if series_aggregate is None:
         series_aggregate = InvoiceSeries(tenant_id=tenant_id, series=series)
         batch.add(series_aggregate)
-    existing = series_aggregate.issued_for.get(reference)
-    if existing is not None:
-        return existing
     number = series_aggregate.next_number()
     series_aggregate.issue(
         number,
