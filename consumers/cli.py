@@ -23,6 +23,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.consume",
     "consumers.commands.relay",
     "consumers.commands.topics",
+    "consumers.commands.simulate",
+    "consumers.commands.demo",
+    "consumers.commands.psp_simulator",
 )
 
 

@@ -1,0 +1,8 @@
+"""A simulated operator day for `ledger simulate` and `ledger demo`, and a simulated PSP.
+
+- `network`: the operators (tariffs, locations, charge points, drivers) and their config;
+- `planner`: who charges where and when, wallet top-ups, terminal authorizations;
+- `charge_point`: one session as its station reports it over OCPP 2.0.1;
+- `psp`: how the PSP's test mode answers payment commands (pure);
+- `scenario`: the day played out against the real ledger in memory, as event lines.
+"""
