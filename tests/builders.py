@@ -211,3 +211,52 @@ class LedgerDriver:
 
     def get(self, cls: type, aggregate_id: Any) -> Any:
         return self.ledger.repository.get(aggregate_id)
+
+
+# ---------------------------------------------------------------- vouchers
+# Kept together at the end of this module, so the voucher builders read as one section.
+from ledger.domain.invoice import InvoiceSeries  # noqa: E402
+from ledger.messages import (  # noqa: E402
+    PartnerConfigured,
+    VoucherBatchIssued,
+    VoucherRedemptionRequested,
+)
+
+VOUCHER_ISSUED_AT = T0 - timedelta(days=2)
+VOUCHER_EXPIRES_AT = T0 + timedelta(days=30)
+
+
+def voucher_batch(
+    batch_id: str, codes: list[str], kind: str = "session_credit", amount: str = "10.00", *,
+    expires_at: datetime = VOUCHER_EXPIRES_AT, at: datetime = VOUCHER_ISSUED_AT,
+    tenant_id: str = "t1", currency: str = "EUR", site_location_ids: list[str] | None = None,
+    partner_id: str | None = None, price_per_code_net: str | None = None,
+    vat_rate_percent: str | None = None,
+) -> VoucherBatchIssued:
+    return VoucherBatchIssued(
+        **envelope(tenant_id, at), batch_id=batch_id, kind=kind, currency=currency,
+        amount_per_code=Decimal(amount), codes=codes, expires_at=expires_at,
+        site_location_ids=site_location_ids or [], bought_by_partner_id=partner_id,
+        price_per_code_net=None if price_per_code_net is None else Decimal(price_per_code_net),
+        vat_rate_percent=None if vat_rate_percent is None else Decimal(vat_rate_percent),
+    )
+
+
+def redeem(code: str, driver_id: str, at: datetime = T0 - timedelta(days=1),
+           tenant_id: str = "t1") -> VoucherRedemptionRequested:
+    return VoucherRedemptionRequested(**envelope(tenant_id, at), code=code, driver_id=driver_id)
+
+
+def voucher_buying_partner(partner_id: str, tenant_id: str = "t1") -> PartnerConfigured:
+    """A partner as configured for buying voucher batches (corporate terms left default)."""
+    when = T0 - timedelta(days=30)
+    return PartnerConfigured(
+        **envelope(tenant_id, when), effective_at=when, partner_id=partner_id,
+        billing_period="monthly", pool_limit=Decimal("1000.00"),
+    )
+
+
+def issued_documents(d: LedgerDriver) -> list[dict[str, Any]]:
+    """Every invoice or receipt issued, with its number, in issue order."""
+    return [e.document | {"number": e.number} for e in d._all(InvoiceSeries.Issued)]
+
