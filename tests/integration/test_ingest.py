@@ -75,24 +75,31 @@ def another_database(database_url: str) -> Iterator[str]:
                 psycopg_sql.Identifier(name)))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def store_for(kind: str, name: str, tmp_path: Path, request: pytest.FixtureRequest,
+              postgres_fixture: str) -> str:
+    """A store URL of `kind`: an SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / name}"
+    return str(request.getfixturevalue(postgres_fixture))
+
+
+STORE_KINDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if store_kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("fresh_database"))
+    return store_for(store_kind, "store.db", tmp_path, request, "fresh_database")
 
 
 @pytest.fixture
 def clean_store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A second store of the same kind, for the reference single pass."""
-    if store_kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'clean.db'}"
-    return str(request.getfixturevalue("another_database"))
+    return store_for(store_kind, "clean.db", tmp_path, request, "another_database")
 
 
 # ---------------------------------------------------------------------------- event files

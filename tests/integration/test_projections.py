@@ -1,0 +1,195 @@
+"""The projection runner against real stores: rebuilds, the long-running projector, as-of
+views, and the same report from SQLite and PostgreSQL. Each body runs on both stores."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import closing
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.event_file import write_event_file
+from consumers.store import open_ledger
+from ledger.application import Inbound, Ledger
+from ledger.limits import PROJECTION_POLL_INTERVAL_MS
+from projections.database import open_read_model
+from projections.runner import ensure_schema, run_forever, stored_position
+from projections.sql import TABLE_NAMES, select_all
+from tests.builders import top_up
+from tests.integration.test_ingest import (
+    STORE_KINDS,
+    day_messages,
+    ingest,
+    ledger_cli,
+    report_json,
+    store_for,
+    subprocess_env,
+    write_day_file,
+)
+
+pytestmark = pytest.mark.integration
+
+# How long the projector may take to reach the log's end: NOTIFY wakes it at once, the poll
+# at the latest after PROJECTION_POLL_INTERVAL_MS; this bounds a hang on a loaded machine.
+PROJECTOR_DEADLINE_S = 60
+POSITION_POLL_INTERVAL_S = 0.05
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return store_for(store_kind, "store.db", tmp_path, request, "fresh_database")
+
+
+def read_models(store: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every read-model table, in a fixed order."""
+    with closing(open_ledger(store)) as ledger, closing(open_read_model(ledger)) as db:
+        return {name: sorted(db.query(select_all(name)), key=repr) for name in TABLE_NAMES}
+
+
+def apply_without_projecting(store: str, source: str, messages: list[Any]) -> int:
+    """Messages applied to the ledger only (no catch-up); returns the log's last id."""
+    with closing(open_ledger(store)) as ledger:
+        ledger.apply_batch([
+            Inbound(source, n, message, raw=message.model_dump_json())
+            for n, message in enumerate(messages, start=1)
+        ])
+        last_id = ledger.recorder.max_notification_id()
+    assert last_id is not None
+    return last_id
+
+
+def wait_for_position(ledger: Ledger, target: int, deadline_s: float) -> int | None:
+    with closing(open_read_model(ledger)) as db:
+        ensure_schema(db)
+        deadline = time.monotonic() + deadline_s
+        position = stored_position(db)
+        while (position or 0) < target and time.monotonic() < deadline:
+            time.sleep(POSITION_POLL_INTERVAL_S)
+            position = stored_position(db)
+        return position
+
+
+def test_a_rebuild_gives_the_same_rows_as_the_live_read_models(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "day.jsonl"
+    write_day_file(events, sessions_per_tenant=20)
+    ingest(capsys, events, store_url)
+    live = read_models(store_url)
+    live_report = report_json(capsys, store_url)
+
+    code, _out, err = ledger_cli(capsys, "project", "--rebuild", "--store", store_url)
+
+    assert code == 0, err
+    assert "rebuilt from" in err
+    assert read_models(store_url) == live
+    assert report_json(capsys, store_url) == live_report
+    assert len(live["rm_sessions"]) == 40
+    assert live["rm_journal_postings"]
+
+
+def test_the_projector_follows_new_events_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, store_url: str
+) -> None:
+    projector = subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli", "project", "--store", store_url],
+        cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        last_id = apply_without_projecting(store_url, "test:projector", day_messages(3))
+        with closing(open_ledger(store_url)) as ledger:
+            position = wait_for_position(ledger, last_id, PROJECTOR_DEADLINE_S)
+        assert position == last_id
+        assert projector.poll() is None, "the projector runs until it is told to stop"
+    finally:
+        projector.send_signal(signal.SIGTERM)
+        _out, err = projector.communicate(timeout=PROJECTOR_DEADLINE_S)
+
+    assert projector.returncode == 0, err
+    assert f"read models at notification {last_id}" in err
+
+
+def test_a_lost_notify_delays_the_projector_by_one_poll_at_most(
+    store_url: str, store_kind: str
+) -> None:
+    apply_without_projecting(store_url, "test:before", day_messages(1, tenants=("t1",)))
+    stop = threading.Event()
+    with closing(open_ledger(store_url)) as follower, closing(open_read_model(follower)) as db:
+        ensure_schema(db)
+        if store_kind == "postgresql":
+            # LISTEN on a channel nobody notifies: every NOTIFY is "lost" for this runner.
+            follower.recorder.channel_name = "evledger_no_notify"  # type: ignore[attr-defined]
+        thread = threading.Thread(target=run_forever, args=(follower, db, stop))
+        thread.start()
+        try:
+            with closing(open_ledger(store_url)) as writer:
+                writer.apply_batch([Inbound("test:after", 1, top_up("t1-d1", "9.00"),
+                                            raw="top-up")])
+                last_id = writer.recorder.max_notification_id()
+            assert last_id is not None
+            deadline = time.monotonic() + 3 * PROJECTION_POLL_INTERVAL_MS / 1000 + 5
+            while (stored_position(db) or 0) < last_id and time.monotonic() < deadline:
+                time.sleep(POSITION_POLL_INTERVAL_S)
+            reached = stored_position(db)
+        finally:
+            stop.set()
+            thread.join(timeout=PROJECTOR_DEADLINE_S)
+
+    assert not thread.is_alive()
+    assert reached == last_id
+
+
+def test_the_report_as_of_an_instant_shows_only_what_was_recorded_by_then(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    write_day_file(first, sessions_per_tenant=6)
+    ingest(capsys, first, store_url)
+    between = datetime.now(UTC)
+    time.sleep(0.01)  # recording times are wall-clock: keep the two files apart
+    write_event_file(second, [top_up("t1-d1", "11.00", tenant_id="t1")])
+    ingest(capsys, second, store_url)
+    current = report_json(capsys, store_url)
+
+    code, as_of_between, err = ledger_cli(
+        capsys, "report", "--store", store_url, "--json", "--as-of", between.isoformat())
+    _, as_of_epoch, _ = ledger_cli(
+        capsys, "report", "--store", store_url, "--json", "--as-of", "2000-01-01T00:00:00Z")
+    _, as_of_future, _ = ledger_cli(
+        capsys, "report", "--store", store_url, "--json", "--as-of", "2999-01-01T00:00:00Z")
+
+    assert code == 0, err
+    assert as_of_future == current
+    assert json.loads(as_of_epoch)["sessions"] == []
+    balance_then = {w["driver_id"]: w["balance"] for w in json.loads(as_of_between)["wallets"]}
+    balance_now = {w["driver_id"]: w["balance"] for w in json.loads(current)["wallets"]}
+    assert len(json.loads(as_of_between)["sessions"]) == 12
+    assert Decimal(balance_now["t1-d1"]) - Decimal(balance_then["t1-d1"]) == Decimal("11.00")
+
+
+def test_sqlite_and_postgresql_give_byte_identical_reports_for_the_same_file(
+    tmp_path: Path, fresh_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "day.jsonl"
+    write_day_file(events, sessions_per_tenant=25, bad_lines=2)
+    sqlite_store = f"sqlite:///{tmp_path / 'store.db'}"
+
+    ingest(capsys, events, sqlite_store)
+    ingest(capsys, events, fresh_database)
+
+    assert report_json(capsys, sqlite_store) == report_json(capsys, fresh_database)
