@@ -19,9 +19,12 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from eventsourcing.application import Application
+
 from ledger.domain.money import Money, currency_exponent
 from projections import sql
-from projections.database import ReadModelDatabase
+from projections.database import ReadModelDatabase, open_read_model
+from projections.runner import catch_up, ensure_schema
 from projections.values import amount_from_minor
 
 Report = dict[str, Any]
@@ -54,6 +57,17 @@ def build_report(db: ReadModelDatabase) -> Report:
         "refusals": _refusals(db),
         "outbound_commands": _outbound_commands(db),
     }
+
+
+def current_report(ledger: Application[Any]) -> Report:
+    """The report of everything `ledger`'s store holds now (catches the read models up)."""
+    db = open_read_model(ledger)
+    try:
+        ensure_schema(db)
+        catch_up(ledger, db)
+        return build_report(db)
+    finally:
+        db.close()
 
 
 def render_json(report: Report) -> str:

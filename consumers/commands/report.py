@@ -16,11 +16,8 @@ from datetime import datetime
 from consumers.cli import CliError
 from consumers.commands.ingest import open_store
 from consumers.store import store_url_from
-from ledger.application import Ledger
 from projections.as_of import as_of_report
-from projections.database import open_read_model
-from projections.report import Report, build_report, render_json, render_summary
-from projections.runner import catch_up, ensure_schema
+from projections.report import current_report, render_json, render_summary
 from projections.values import ProjectionError
 
 
@@ -66,10 +63,3 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"read models could not be brought up to date: {exc}") from exc
     sys.stdout.write(render_json(report) if args.json else render_summary(report))
     return 0
-
-
-def current_report(ledger: Ledger) -> Report:
-    with closing(open_read_model(ledger)) as db:
-        ensure_schema(db)
-        catch_up(ledger, db)
-        return build_report(db)
