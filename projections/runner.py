@@ -131,12 +131,13 @@ def _move_position(
 
 def _execute(tx: Transaction, changes: Sequence[RowChange]) -> None:
     """Runs of the same statement go as one executemany; the order of changes is kept."""
-    for statement, run in itertools.groupby(changes, key=lambda change: change.statement):
-        rows = [change.values for change in run]
-        if len(rows) == 1:
-            tx.execute(statement.text, rows[0])
-        else:
-            tx.executemany(statement.text, rows)
+    with tx.pipeline():
+        for statement, run in itertools.groupby(changes, key=lambda change: change.statement):
+            rows = [change.values for change in run]
+            if len(rows) == 1:
+                tx.execute(statement.text, rows[0])
+            else:
+                tx.executemany(statement.text, rows)
 
 
 def _known_identities(

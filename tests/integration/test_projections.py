@@ -20,11 +20,14 @@ import pytest
 from consumers.event_file import write_event_file
 from consumers.store import open_ledger
 from ledger.application import Inbound, Ledger
+from ledger.domain.journal import transfer
+from ledger.domain.wallet import Wallet
 from ledger.limits import PROJECTION_POLL_INTERVAL_MS
 from projections.database import open_read_model
-from projections.runner import ensure_schema, run_forever, stored_position
+from projections.runner import catch_up, ensure_schema, run_forever, stored_position
 from projections.sql import TABLE_NAMES, select_all
-from tests.builders import top_up
+from projections.values import ProjectionError
+from tests.builders import LedgerDriver, driver, tenant, top_up
 from tests.integration.test_ingest import (
     STORE_KINDS,
     day_messages,
@@ -193,3 +196,25 @@ def test_sqlite_and_postgresql_give_byte_identical_reports_for_the_same_file(
     ingest(capsys, events, fresh_database)
 
     assert report_json(capsys, sqlite_store) == report_json(capsys, fresh_database)
+
+
+def test_a_double_booking_stops_the_projection_and_writes_nothing_of_its_page(
+    store_url: str,
+) -> None:
+    with closing(open_ledger(store_url)) as ledger, closing(open_read_model(ledger)) as db:
+        LedgerDriver(ledger).apply(tenant(), driver("d2", "wallet"), top_up("d2", "50.00"))
+        ensure_schema(db)
+        catch_up(ledger, db)
+        position = stored_position(db)
+        before = db.query(select_all("rm_journal_postings"))
+        wallet: Wallet = ledger.repository.get(Wallet.create_id("t1", "d2"))
+        entry = transfer("dup", "EUR", "twice", "psp_clearing", "wallet:d2", Decimal(1))
+        wallet.credit(Decimal(1), "top_up", "r1", [entry.to_dict()])
+        wallet.credit(Decimal(1), "top_up", "r2", [entry.to_dict()])
+        ledger.save(wallet)
+
+        with pytest.raises(ProjectionError, match="double booking"):
+            catch_up(ledger, db)
+
+        assert stored_position(db) == position
+        assert db.query(select_all("rm_journal_postings")) == before
