@@ -29,14 +29,13 @@ from eventsourcing.utils import get_topic
 
 from consumers.cli import CliError
 from consumers.commands.ingest import ingest_file, open_store, source_for
-from consumers.commands.report import current_report
 from consumers.event_file import write_event_file
 from consumers.simulation.scenario import SimulationOptions, simulate
 from ledger.application import BatchResult, Ledger
 from ledger.domain.driver_account import DriverAccount
 from projections import sql
 from projections.database import open_read_model
-from projections.report import Report, render_json, render_summary
+from projections.report import Report, current_report, render_json, render_summary
 from projections.values import amount_from_minor
 
 DEMO_SESSIONS = 200

@@ -70,9 +70,9 @@ from ledger.messages import (
 DEFAULT_DAY = date(2026, 3, 10)
 CONFIGURED_BEFORE_DAY = timedelta(days=7)
 TICK_INTERVAL = timedelta(hours=1)
-# Ticks run from the day's start through eight days after the day (the default retry
-# schedule's last retry is 168 h after the first failure, i.e. within a week of the day).
-TICKS_FOR = timedelta(days=9)
+# Ticks run hourly from the day's start until eight days after its last session ended
+# (the default retry schedule's last retry is 168 h after the first failure).
+TICKS_AFTER_LAST_SESSION = timedelta(days=8)
 SESSIONS_MAX = 100_000
 SOURCE = "simulate"
 DECLINE_RATE_DEFAULT = 0.02
@@ -202,13 +202,27 @@ class _Simulation:
             self._runs[(tenant.tenant_id, session.transaction_id)] = run
             self.counts[f"session:{session.kind}"] += 1
             self._at(session.start_at, self._stepper(run))
+        day_runs = [self._runs[(tenant.tenant_id, s.transaction_id)] for s in plan.sessions
+                    if s.kind != "blocked_by_debt"]
         start = day_start_utc(self.options.day, tenant.time_zone)
-        tick = start + TICK_INTERVAL
-        while tick <= start + TICKS_FOR:
-            clock = ClockTicked(event_id=ids("tick"), tenant_id=tenant.tenant_id,
-                                occurred_at=tick, producer="clock", now=tick)
-            self._at(tick, self._publisher(clock))
-            tick += TICK_INTERVAL
+        self._at(start + TICK_INTERVAL, self._ticker(tenant.tenant_id, day_runs))
+
+    def _ticker(self, tenant_id: str, day_runs: list[SessionRun]) -> Callable[[datetime], None]:
+        """Hourly ClockTicked until every session of the day ended, and eight days more."""
+
+        def tick(now: datetime) -> None:
+            clock = ClockTicked(event_id=self._ids[tenant_id]("tick"), tenant_id=tenant_id,
+                                occurred_at=now, producer="clock", now=now)
+            self._publish(clock, now)
+            following = now + TICK_INTERVAL
+            if any(not run.done for run in day_runs):
+                self._at(following, tick)
+                return
+            ends = [run.last_at for run in day_runs if run.last_at is not None]
+            if ends and following <= max(ends) + TICKS_AFTER_LAST_SESSION:
+                self._at(following, tick)
+
+        return tick
 
     # ------------------------------------------------------------------ the event loop
     def _at(self, at: datetime, action: Callable[[datetime], None]) -> None:
