@@ -1,0 +1,280 @@
+"""`ledger simulate`: deterministic, OCPP-shaped, every billing model, PSP answers in the file.
+
+The file is checked the way `ledger ingest` would see it: read with the event-file reader,
+parsed with `parse_message`, and replayed through a fresh in-memory ledger.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.utils import get_topic
+
+from consumers.cli import main
+from consumers.commands.ingest import ingest_file
+from consumers.event_file import EventLine, read_event_file
+from ledger.application import BatchResult, Ledger
+from ledger.domain.inbox import DeadLetter, Refusal
+from ledger.domain.outbox import OutboundCommand
+from ledger.domain.session import ChargingSession
+from ledger.messages import (
+    ClockTicked,
+    Configuration,
+    Envelope,
+    PaymentResult,
+    TenantConfigured,
+    TransactionEvent,
+    parse_message,
+)
+
+SESSIONS = 60
+SEED = 11
+MODELS_THAT_EXIST = {"open_access", "ad_hoc_terminal", "wallet", "pre_authorization",
+                     "post_paid"}
+AC_POWER_W_MAX = 22_000
+DC_POWER_W_MAX = 150_000
+METER_INTERVAL_MAX = timedelta(minutes=15)
+
+
+@dataclass
+class Replayed:
+    lines: list[EventLine]
+    messages: list[Envelope]
+    ledger: Ledger
+    result: BatchResult
+
+    def events(self, cls: type, name: str) -> list[Any]:
+        topic = get_topic(vars(cls)[name])
+        notifications = self.ledger.recorder.select_notifications(
+            start=1, limit=1_000_000, topics=[topic])
+        return [self.ledger.mapper.to_domain_event(n) for n in notifications]
+
+    def commands(self, type_name: str) -> list[dict[str, Any]]:
+        return [e.payload for e in self.events(OutboundCommand, "Issued")
+                if e.type_name == type_name]
+
+    def of_type(self, cls: type[Envelope]) -> list[Any]:
+        return [m for m in self.messages if isinstance(m, cls)]
+
+
+def simulate_to(path: Path, *args: str) -> bytes:
+    assert main(["simulate", "--out", str(path), *args]) == 0
+    return path.read_bytes()
+
+
+def replay(path: Path) -> Replayed:
+    lines = list(read_event_file(path))
+    messages = [parse_message(line.type_name, line.payload) for line in lines
+                if line.error is None]
+    ledger = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    result = ingest_file(ledger, path, "file:" + path.name)
+    return Replayed(lines, messages, ledger, result)
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
+    path = tmp_path_factory.mktemp("sim") / "day.jsonl"
+    simulate_to(path, "--sessions", str(SESSIONS), "--seed", str(SEED))
+    return replay(path)
+
+
+@pytest.fixture(scope="module")
+def faulty_day(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
+    path = tmp_path_factory.mktemp("sim") / "faulty.jsonl"
+    simulate_to(path, "--sessions", str(SESSIONS), "--seed", str(SEED), "--faults")
+    return replay(path)
+
+
+def by_transaction(messages: list[Envelope]) -> dict[str, list[TransactionEvent]]:
+    found: dict[str, list[TransactionEvent]] = defaultdict(list)
+    for m in messages:
+        if isinstance(m, TransactionEvent):
+            found[m.transaction.transactionInfo.transactionId].append(m)
+    return found
+
+
+# ---------------------------------------------------------------- determinism
+def test_the_same_arguments_write_the_same_bytes_and_another_seed_others(
+    tmp_path: Path,
+) -> None:
+    args = ("--sessions", "25", "--tenants", "2", "--faults")
+    first = simulate_to(tmp_path / "a.jsonl", *args, "--seed", "5")
+    second = simulate_to(tmp_path / "b.jsonl", *args, "--seed", "5")
+    other = simulate_to(tmp_path / "c.jsonl", *args, "--seed", "6")
+    assert first == second
+    assert first != other
+
+
+def test_bad_arguments_are_an_error_not_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "none.jsonl"
+    assert main(["simulate", "--sessions", "0", "--seed", "1", "--out", str(out)]) == 2
+    assert main(["simulate", "--sessions", "5", "--seed", "1", "--tenants", "9",
+                 "--out", str(out)]) == 2
+    assert "sessions must be" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- the file
+def test_every_line_is_a_valid_message_and_configuration_comes_first(day: Replayed) -> None:
+    assert all(line.error is None for line in day.lines)
+    assert len(day.messages) == len(day.lines)
+    kinds = [isinstance(m, Configuration) for m in day.messages]
+    first_other = kinds.index(False)
+    assert all(kinds[:first_other]) and not any(kinds[first_other:])
+    assert isinstance(day.messages[0], TenantConfigured)
+    for line in day.lines:
+        assert json.loads(line.raw)["event"]["event_id"]
+
+
+def test_event_ids_are_unique_without_faults(day: Replayed) -> None:
+    ids = [(m.tenant_id, m.event_id) for m in day.messages]
+    assert len(set(ids)) == len(ids)
+
+
+def test_sessions_are_shaped_like_ocpp_transaction_events(day: Replayed) -> None:
+    sessions = by_transaction(day.messages)
+    assert len(sessions) == SESSIONS
+    for tx, events in sessions.items():
+        first, last = events[0].transaction, events[-1].transaction
+        assert first.eventType == "Started" and first.seqNo == 0, tx
+        assert first.transactionInfo.chargingState == "Charging"
+        assert first.evse is not None and first.idToken is not None
+        begin = first.meterValue[0].sampledValue[0]
+        assert (begin.context, begin.measurand) == (
+            "Transaction.Begin", "Energy.Active.Import.Register")
+        assert last.eventType == "Ended" and last.transactionInfo.stoppedReason
+        assert [e.transaction.seqNo for e in events] == list(range(len(events)))
+        assert all(e.transaction.eventType == "Updated" for e in events[1:-1])
+        registers = [e.transaction.meterValue[0].sampledValue[0].value for e in events]
+        assert registers == sorted(registers), tx
+        for a, b in itertools.pairwise(events):
+            assert timedelta(0) < b.occurred_at - a.occurred_at <= METER_INTERVAL_MAX, tx
+        power_max = DC_POWER_W_MAX if _is_dc(events[0]) else AC_POWER_W_MAX
+        for event in events[1:-1]:
+            samples = event.transaction.meterValue[0].sampledValue
+            power = next(s.value for s in samples if s.measurand == "Power.Active.Import")
+            assert Decimal(0) <= power <= power_max, (tx, power)
+
+
+def _is_dc(started: TransactionEvent) -> bool:
+    return "MOTORWAY" in started.location_id or "RETAIL" in started.location_id
+
+
+def test_parking_after_a_full_battery_shows_as_suspended_ev(day: Replayed) -> None:
+    states = Counter(e.transaction.transactionInfo.chargingState
+                     for e in day.of_type(TransactionEvent))
+    assert states["SuspendedEV"] > 0
+    reasons = Counter(e.transaction.transactionInfo.stoppedReason
+                      for e in day.of_type(TransactionEvent))
+    assert reasons["EVDisconnected"] and reasons["Local"] and reasons["Remote"]
+
+
+def test_the_clock_ticks_hourly_through_eight_days_after_the_day(day: Replayed) -> None:
+    ticks = [m.now for m in day.of_type(ClockTicked)]
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(ticks))
+    session_ends = [e.occurred_at for e in day.of_type(TransactionEvent)
+                    if e.transaction.eventType == "Ended"]
+    day_ends = sorted(session_ends)[-2]  # the last is the attempt a week later
+    assert timedelta(days=8) - timedelta(hours=1) < ticks[-1] - day_ends <= timedelta(days=8)
+
+
+# ---------------------------------------------------------------- replayed
+def test_the_replay_settles_every_session_under_every_billing_model(day: Replayed) -> None:
+    settled = day.events(ChargingSession, "Settled")
+    assert len(settled) == SESSIONS
+    models = Counter(e.settlement["billing_model"] for e in settled)
+    assert set(models) == MODELS_THAT_EXIST, models
+    for event in settled:
+        shares = sum(Decimal(s["amount_incl_vat"]) for s in event.settlement["charged_to"])
+        assert shares == event.settlement["total_incl_vat"]
+    assert day.result.dead_lettered == 0
+    assert day.result.refused == 0
+    assert not day.events(DeadLetter, "Recorded")
+    assert not day.events(Refusal, "Refused")
+
+
+def test_every_payment_command_is_answered_once_by_its_id(day: Replayed) -> None:
+    asked = {c["event_id"] for c in day.commands("PaymentCommand")}
+    answers = [r.request_id for r in day.of_type(PaymentResult)]
+    assert len(answers) == len(set(answers))
+    assert set(answers) == asked
+    outcomes = Counter(r.outcome for r in day.of_type(PaymentResult))
+    for outcome in ("hold_authorized", "hold_failed", "captured", "released",
+                    "charge_succeeded", "charge_failed"):
+        assert outcomes[outcome] > 0, outcomes
+
+
+def test_each_answer_follows_the_event_that_caused_its_command(day: Replayed) -> None:
+    commands = {c["event_id"]: c for c in day.commands("PaymentCommand")}
+    for result in day.of_type(PaymentResult):
+        asked_at = datetime.fromisoformat(commands[result.request_id]["occurred_at"])
+        assert result.occurred_at > asked_at
+
+
+def test_the_stations_honour_every_stop_request(day: Replayed) -> None:
+    stops = {c["transaction_id"]: c["reason"] for c in day.commands("StopSessionRequested")}
+    remote = {e.transaction.transactionInfo.transactionId
+              for e in day.of_type(TransactionEvent)
+              if e.transaction.transactionInfo.stoppedReason == "Remote"}
+    assert set(stops) == remote
+    assert set(stops.values()) >= {
+        "pre-authorization declined", "wallet balance nearly used",
+        "unknown id token: no driver to bill", "driver has overdue debt",
+    }
+
+
+def test_failed_post_paid_charges_are_retried_on_the_schedule(day: Replayed) -> None:
+    charges = [c for c in day.commands("PaymentCommand") if c["action"] == "charge"
+               and c["reference"].startswith("session:")]
+    attempts = Counter(c["reference"] for c in charges)
+    assert max(attempts.values()) == 6  # the declined card: first try, five retries, overdue
+    assert 3 in attempts.values()  # the flaky card: two failures, then paid
+
+
+def test_several_tenants_each_get_their_network_and_share_of_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "three.jsonl"
+    simulate_to(path, "--sessions", "45", "--seed", "2", "--tenants", "3")
+    replayed = replay(path)
+    tenants = replayed.of_type(TenantConfigured)
+    assert [t.tenant_id for t in tenants] == ["cpo-de", "cpo-nl", "cpo-be"]
+    sessions = by_transaction(replayed.messages)
+    per_tenant = Counter(events[0].tenant_id for events in sessions.values())
+    assert per_tenant == {"cpo-de": 15, "cpo-nl": 15, "cpo-be": 15}
+    settled = replayed.events(ChargingSession, "Settled")
+    assert len(settled) == 45
+    assert replayed.result.dead_lettered == 0
+
+
+# ---------------------------------------------------------------- faults
+def test_faults_add_duplicates_reordering_a_late_event_and_two_dead_letters(
+    faulty_day: Replayed, day: Replayed
+) -> None:
+    bad = [line for line in faulty_day.lines if line.error is not None]
+    assert len(bad) == 1 and "not JSON" in (bad[0].error or "")
+    ids = Counter((m.tenant_id, m.event_id) for m in faulty_day.messages)
+    assert sum(n - 1 for n in ids.values()) >= 3
+    assert faulty_day.result.duplicates >= 3
+    sessions = by_transaction(faulty_day.messages)
+    out_of_order = [tx for tx, events in sessions.items()
+                    if [e.transaction.seqNo for e in events]
+                    != sorted(e.transaction.seqNo for e in events)]
+    assert len(out_of_order) >= 2  # one overtaken update, one late after its Ended
+    kinds = {tx: [e.transaction.eventType for e in events] for tx, events in sessions.items()}
+    late = [tx for tx, k in kinds.items() if "Ended" in k and "Updated" in k[k.index("Ended"):]]
+    assert late
+    dead = faulty_day.events(DeadLetter, "Recorded")
+    assert len(dead) == 2
+    reasons = " | ".join(d.reason for d in dead)
+    assert "not JSON" in reasons and "unknown tenant 'cpo-unknown'" in reasons
+    settled = faulty_day.events(ChargingSession, "Settled")
+    assert len(settled) == SESSIONS
