@@ -39,8 +39,10 @@ Decisions where OCPI leaves a choice open (also in docs/pricing.md):
 - min_price/max_price without incl_vat: the incl. VAT total moves by the same factor as the
   excl. total did (the session's own blended VAT rate); for a free session, incl == excl.
 - The clamp is not spread over the dimension totals: those stay as priced and
-  `price_limit_adjustment` (min_price top-up > 0, max_price cut < 0) carries the difference,
-  so total_cost == sum of dimension costs + price_limit_adjustment, exactly.
+  `price_limit_adjustment` (min_price top-up > 0, max_price cut < 0) carries the difference
+  between `total_cost` and `unclamped_total_cost` (the dimension costs summed in CDR field
+  order). "Exact" means 34 significant digits: a time cost such as 1 s at 1.00/h has no
+  finite decimal, so sums in another order may differ in the 34th digit.
 - A reservation expired when the session holds reservation periods and nothing else.
 - Durations (min/max_duration) count from the first charging or parking period, so time
   spent reserved does not count.
@@ -133,14 +135,18 @@ class Cost:
     excl_vat: Decimal
     incl_vat: Decimal
 
+    # Arithmetic in PRICING_CONTEXT whatever the caller's context: summing costs outside
+    # the pricer must not round away digits the pricer kept.
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.excl_vat + other.excl_vat, self.incl_vat + other.incl_vat)
+        add = PRICING_CONTEXT.add
+        return Cost(add(self.excl_vat, other.excl_vat), add(self.incl_vat, other.incl_vat))
 
     def __sub__(self, other: Cost) -> Cost:
-        return Cost(self.excl_vat - other.excl_vat, self.incl_vat - other.incl_vat)
+        sub = PRICING_CONTEXT.subtract
+        return Cost(sub(self.excl_vat, other.excl_vat), sub(self.incl_vat, other.incl_vat))
 
     def __neg__(self) -> Cost:
-        return Cost(-self.excl_vat, -self.incl_vat)
+        return Cost(PRICING_CONTEXT.minus(self.excl_vat), PRICING_CONTEXT.minus(self.incl_vat))
 
     def rounded(self, currency: str) -> Cost:
         """Both parts half up to the currency's minor unit (the one rounding allowed)."""
@@ -164,7 +170,9 @@ class SessionPrice:
     total_time_cost: Cost
     total_parking_cost: Cost
     total_reservation_cost: Cost
-    # min_price top-up (> 0) or max_price cut (< 0); zero when no clamp applied.
+    # fixed + energy + time + parking + reservation, summed in that order, before the clamp.
+    unclamped_total_cost: Cost
+    # min_price top-up (> 0) or max_price cut (< 0): total_cost - unclamped_total_cost.
     price_limit_adjustment: Cost
     total_energy_kwh: Decimal
     total_time_h: Decimal  # charging + parking (the whole session, reservation excluded)
@@ -182,10 +190,6 @@ class SessionPrice:
     session_end: datetime
     # The input periods cut at every price change (what a CDR's charging_periods list).
     periods: tuple[ChargingPeriod, ...]
-
-    @property
-    def unclamped_total_cost(self) -> Cost:
-        return self.total_cost - self.price_limit_adjustment
 
 
 def price_session(
@@ -614,7 +618,9 @@ class _Pricing:
                 fixed_cost = flat
         if self.flat_reservation is not None:
             reservation_cost += cost(self.flat_reservation, self.flat_reservation.component.price)
-        unclamped = energy_cost + time_cost + parking_cost + reservation_cost + fixed_cost
+        # One fixed order, the order of the CDR fields: with time costs like 1/3600 that no
+        # decimal holds exactly, 34-digit sums in another order may differ in the last digit.
+        unclamped = fixed_cost + energy_cost + time_cost + parking_cost + reservation_cost
         total = _clamp(unclamped, self.tariff.min_price, self.tariff.max_price)
         currency = self.tariff.currency
         return SessionPrice(
@@ -625,6 +631,7 @@ class _Pricing:
             total_time_cost=time_cost,
             total_parking_cost=parking_cost,
             total_reservation_cost=reservation_cost,
+            unclamped_total_cost=unclamped,
             price_limit_adjustment=total - unclamped,
             total_energy_kwh=self.total_energy_kwh,
             total_time_h=_hours(self.total_charging_us + self.total_parking_us),
