@@ -378,7 +378,10 @@ class _Timeline:
         if state is not None:
             has_charged = has_charged or state is ChargingState.CHARGING
             kind = _kind_of(state, has_charged)
-            if kind is not kinds[-1]:
+            if kind_times[-1] == at_us:
+                # A second change at the same instant replaces the first: no empty period.
+                kind_times, kinds = kind_times[:-1], kinds[:-1]
+            if not kinds or kind is not kinds[-1]:
                 kind_times, kinds = (*kind_times, at_us), (*kinds, kind)
         return replace(
             self,
