@@ -5,6 +5,8 @@ realistic multi-period CDRs: charging at varying power across clock boundaries, 
 parking), it measures:
 1. parsing: `json.loads` of the tariff and CDR text plus `parse_tariff` and `parse_cdr`;
 2. pricing: `price_session` on the parsed tariff and periods.
+It also measures the live path: one meter update of a running session (`SessionMeter.record`
+plus `running_cost`) over a RUNNING_SESSION_MINUTES session sampled every minute.
 Each phase runs ROUNDS_MAX times and the fastest round counts (the least disturbed by the
 machine). The target is pricing_cost / parsing_cost <= 1: pricing must never be what makes
 the ledger slow to take in a session.
@@ -22,16 +24,21 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from consumers.cli import CliError
+
+if TYPE_CHECKING:  # the pricer is imported when a bench runs, not when the CLI starts
+    from ledger.domain.charging_periods import MeterReading
+    from ledger.domain.tariff import Tariff
 
 SESSIONS_DEFAULT = 2_000
 SESSIONS_MAX = 1_000_000  # keeps a typo from running for hours
 ROUNDS_MAX = 3
 BENCH_SEED = 20_221  # fixed: every run prices the same sessions
 BENCH_TIME_ZONE = "Europe/Berlin"
+RUNNING_SESSION_MINUTES = 180  # a long AC session; the cost of an update grows with it
 # Tariffs with different shapes: energy, time, parking with steps, clock, power, current,
 # kWh and duration restrictions, a minimum price.
 BENCH_TARIFFS: tuple[str, ...] = (
@@ -55,6 +62,7 @@ class PricingBench:
     sessions_priced_per_second: float
     parses_per_second: float
     pricing_to_parsing_ratio: float
+    running_cost_updates_per_second: float  # record + running_cost, averaged over a session
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
             f"pricing: {result.sessions_priced_per_second:,.0f} sessions/s\n"
             f"parsing: {result.parses_per_second:,.0f} tariff+CDR parses/s\n"
             f"pricing_cost/parsing_cost: {result.pricing_to_parsing_ratio:.2f}"
-            f" (target <= 1)"
+            f" (target <= 1)\n"
+            f"running cost: {result.running_cost_updates_per_second:,.0f} meter updates/s"
+            f" ({1e6 / result.running_cost_updates_per_second:.0f} us each, sessions of"
+            f" {RUNNING_SESSION_MINUTES} min sampled every minute)"
         )
     return 0
 
@@ -119,7 +130,7 @@ def bench_pricing(tariff_texts: Sequence[str], sessions: int) -> PricingBench:
     # Imported here, not at module import: `ledger --help` should not load the pricer.
     from ledger.domain.cdr import CdrSession, parse_cdr
     from ledger.domain.pricing import price_session
-    from ledger.domain.tariff import Tariff, parse_tariff
+    from ledger.domain.tariff import parse_tariff
 
     rng = random.Random(BENCH_SEED)
     inputs = [
@@ -145,6 +156,8 @@ def bench_pricing(tariff_texts: Sequence[str], sessions: int) -> PricingBench:
         parse_seconds = min(parse_seconds, _timed(parse_all))
         price_seconds = min(price_seconds, _timed(price_all))
     periods = sum(len(cdr.periods) for _, cdr in parsed)
+    tariffs = [parse_tariff(json.loads(text, parse_float=Decimal)) for text in tariff_texts]
+    update_seconds = min(_timed_running_cost(tariffs, zone) for _ in range(ROUNDS_MAX))
     return PricingBench(
         sessions=sessions,
         periods_per_session=periods / sessions,
@@ -153,7 +166,53 @@ def bench_pricing(tariff_texts: Sequence[str], sessions: int) -> PricingBench:
         sessions_priced_per_second=sessions / price_seconds,
         parses_per_second=sessions / parse_seconds,
         pricing_to_parsing_ratio=price_seconds / parse_seconds,
+        running_cost_updates_per_second=1 / update_seconds,
     )
+
+
+def _timed_running_cost(tariffs: Sequence[Tariff], zone: ZoneInfo) -> float:
+    """Mean seconds per meter update: record the reading, then price the session so far."""
+    from ledger.domain.charging_periods import SessionMeter, running_cost
+
+    readings = synthetic_readings(datetime(2024, 6, 4, 14, 0, tzinfo=UTC))
+    updates = 0
+    started = time.perf_counter()
+    for tariff in tariffs:
+        meter = SessionMeter()
+        for reading in readings:
+            meter = meter.record(reading)
+            running_cost(tariff, meter, zone, reading.timestamp)
+            updates += 1
+    return (time.perf_counter() - started) / updates
+
+
+def synthetic_readings(start: datetime) -> list[MeterReading]:
+    """A session's OCPP events, one a minute: 11 kW charging, then parked for the last 30."""
+    from ledger.domain.charging_periods import ChargingState, EventType, MeterReading, MeterSample
+
+    readings = []
+    register_wh = Decimal(1_234_000)
+    parked_from = RUNNING_SESSION_MINUTES - 30
+    for minute in range(RUNNING_SESSION_MINUTES + 1):
+        at = start + timedelta(minutes=minute)
+        charging = minute < parked_from
+        if minute and charging:
+            register_wh += Decimal(11_000) / 60
+        event, state = EventType.UPDATED, None
+        if minute == 0:
+            event, state = EventType.STARTED, ChargingState.CHARGING
+        elif minute == RUNNING_SESSION_MINUTES:
+            event, state = EventType.ENDED, ChargingState.IDLE
+        elif minute == parked_from:
+            state = ChargingState.SUSPENDED_EV
+        sample = MeterSample(
+            timestamp=at,
+            energy_register_wh=register_wh.quantize(Decimal(1)),
+            power_w=Decimal(11_000 if charging else 0),
+            current_a=Decimal(48 if charging else 0),
+        )
+        readings.append(MeterReading(minute, at, event, state, (sample,)))
+    return readings
 
 
 def _timed(work: Callable[[], None]) -> float:
