@@ -53,6 +53,11 @@ DRIVERS_PER_TENANT = 6
 # A subprocess ingest of a few thousand lines takes seconds; these bound a hang.
 INGEST_DEADLINE_S = 300
 KILL_POLL_INTERVAL_S = 0.005
+# The installed `ledger` script, from this checkout: `python -m consumers.cli` would load the
+# CLI twice (as __main__ and as consumers.cli), and its CliError would escape as a traceback.
+LEDGER_COMMAND = (
+    sys.executable, "-c", "import sys; from consumers.cli import main; sys.exit(main())",
+)
 MALFORMED_LINE = '{"topic": "config", "type": "TenantConfigured", "event": '
 
 
@@ -208,7 +213,7 @@ def test_an_ingest_killed_part_way_then_resumed_reports_the_same_as_one_clean_pa
     source = "file:day.jsonl"
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "consumers.cli", "ingest", "--events", str(events),
+        [*LEDGER_COMMAND, "ingest", "--events", str(events),
          "--store", store_url],
         cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )

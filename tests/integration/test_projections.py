@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from contextlib import closing
@@ -29,6 +28,7 @@ from projections.sql import TABLE_NAMES, select_all
 from projections.values import ProjectionError
 from tests.builders import LedgerDriver, driver, tenant, top_up
 from tests.integration.test_ingest import (
+    LEDGER_COMMAND,
     STORE_KINDS,
     day_messages,
     ingest,
@@ -109,7 +109,7 @@ def test_the_projector_follows_new_events_and_stops_cleanly_on_sigterm(
     tmp_path: Path, store_url: str
 ) -> None:
     projector = subprocess.Popen(
-        [sys.executable, "-m", "consumers.cli", "project", "--store", store_url],
+        [*LEDGER_COMMAND, "project", "--store", store_url],
         cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
