@@ -295,3 +295,27 @@ def test_a_missing_file_or_a_bad_store_url_is_an_error_that_changes_nothing(
     assert bad_url_code != 0 and "unsupported store URL" in bad_url_err
     assert '"sessions": []' in report_json(capsys, store_url)
     assert '"entries": 0' in report_json(capsys, store_url)
+
+
+def test_a_simulated_day_ingested_twice_reports_the_same_and_every_session_is_paid(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    events = tmp_path / "simulated.jsonl"
+    code, _out, err = ledger_cli(capsys, "simulate", "--sessions", "60", "--seed", "11",
+                                 "--out", str(events))
+    assert code == 0, err
+
+    ingest(capsys, events, store_url)
+    first = report_json(capsys, store_url)
+    ingest(capsys, events, store_url)
+
+    assert report_json(capsys, store_url) == first
+    report = json.loads(first)
+    assert report["journal"]["sum_of_postings"] == "0.00"
+    assert len(report["sessions"]) + report["sessions_open"] == 60
+    assert len({s["billing_model"] for s in report["sessions"]}) >= 4
+    for session in report["sessions"]:
+        paid = sum((Decimal(p["amount_incl_vat"]) for p in session["charged_to"]), Decimal(0))
+        assert paid == Decimal(session["total_incl_vat"]), session["session_id"]
