@@ -43,7 +43,7 @@ PREAUTH_HOLD_EUR = Decimal("50.00")
 DC_PREAUTH_HOLD_EUR = Decimal("45.00")
 RETRY_SCHEDULE_HOURS: tuple[int, ...] = (1, 6, 24, 72, 168)
 # What a terminal authorizes before a session: a typical AC and DC pre-authorization.
-TERMINAL_HOLD_AC_EUR = Decimal("25.00")
+TERMINAL_HOLD_AC_EUR = Decimal("20.00")
 TERMINAL_HOLD_DC_EUR = Decimal("60.00")
 # Auto-top-up: below this balance, top up by that amount.
 AUTO_TOP_UP_THRESHOLD_EUR = Decimal("10.00")
