@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import ROUND_CEILING, Decimal, localcontext
 from enum import StrEnum
@@ -194,10 +194,19 @@ class SessionMeter:
         return SessionMeter((*readings[:position], reading, *readings[position:]))
 
     def record_all(self, readings: Sequence[MeterReading]) -> SessionMeter:
-        meter = self
+        """`record` for each reading in turn (one pass when this meter is empty)."""
+        if self.readings:
+            meter = self
+            for reading in readings:
+                meter = meter.record(reading)
+            return meter
+        by_seq_no: dict[int, MeterReading] = {}
         for reading in readings:
-            meter = meter.record(reading)
-        return meter
+            _check_reading(reading)
+            by_seq_no.setdefault(reading.seq_no, reading)  # the first arrival wins
+        if len(by_seq_no) > READINGS_MAX:
+            raise InvalidMessage(f"session has more than {READINGS_MAX} readings")
+        return SessionMeter(tuple(by_seq_no[n] for n in sorted(by_seq_no)))
 
     @property
     def started_at(self) -> datetime | None:
@@ -243,9 +252,9 @@ class SessionMeter:
 def _check_reading(reading: MeterReading) -> None:
     if reading.seq_no < 0:
         raise InvalidMessage(f"seqNo must be >= 0, got {reading.seq_no}")
-    instants = [reading.timestamp, *(s.timestamp for s in reading.samples)]
-    if any(t.tzinfo is None or t.utcoffset() is None for t in instants):
-        raise InvalidMessage(f"reading {reading.seq_no}: timestamps must carry a UTC offset")
+    for instant in (reading.timestamp, *(s.timestamp for s in reading.samples)):
+        if instant.tzinfo is None or instant.utcoffset() is None:
+            raise InvalidMessage(f"reading {reading.seq_no}: timestamps must carry a UTC offset")
     if len(reading.samples) > SAMPLES_PER_READING_MAX:
         raise InvalidMessage(f"reading {reading.seq_no}: more than {SAMPLES_PER_READING_MAX}")
 
@@ -299,27 +308,21 @@ class _Timeline:
         started = next((r for r in readings if r.event_type is EventType.STARTED), None)
         start = started.timestamp if started else min(r.timestamp for r in readings)
         start_us = to_micros(start)
-        timeline = cls(
-            start_us=start_us,
-            end_us=None,
-            last_event_us=start_us,
-            kind_times_us=(start_us,),
-            kinds=(PeriodKind.CHARGING,),
-            has_charged=False,
-            energy=_Series(),
-            last_register_wh=None,
-            power_kw=_Series(),
-            current_a=_Series(),
-        )
+        events = _Events(start_us)
         registers: list[_Sample] = []
         powers: list[_Sample] = []
         currents: list[_Sample] = []
         for reading in readings:  # events apply in seqNo order, samples in time order
-            timeline = timeline._with_event(reading)
+            events.apply(reading)
             _collect_samples(reading, registers, powers, currents)
         energy, last_register = _cumulative(_series(registers), None, _ZERO)
-        return replace(
-            timeline,
+        return cls(
+            start_us=start_us,
+            end_us=events.end_us,
+            last_event_us=events.last_event_us,
+            kind_times_us=tuple(events.kind_times_us),
+            kinds=tuple(events.kinds),
+            has_charged=events.has_charged,
             energy=energy,
             last_register_wh=last_register,
             power_kw=_series(powers),
@@ -342,10 +345,17 @@ class _Timeline:
         )
         if not in_order:
             return None  # a sample back in time: rebuild from scratch
+        events = _Events.resume(self)
+        events.apply(reading)
         total_wh = self.energy.values[-1] if self.energy.values else _ZERO
         energy, last_register = _cumulative(new_energy, self.last_register_wh, total_wh)
-        return replace(
-            self._with_event(reading),
+        return _Timeline(
+            start_us=self.start_us,
+            end_us=events.end_us,
+            last_event_us=events.last_event_us,
+            kind_times_us=tuple(events.kind_times_us),
+            kinds=tuple(events.kinds),
+            has_charged=events.has_charged,
             energy=self.energy + energy,
             last_register_wh=last_register,
             power_kw=self.power_kw + new_power,
@@ -369,29 +379,48 @@ class _Timeline:
             self.memo[key] = (len(series.times_us), cuts, side)
         return cuts
 
-    def _with_event(self, reading: MeterReading) -> _Timeline:
+
+class _Events:
+    """The event part of the fold, on plain locals: where the kind changes, when it ends."""
+
+    __slots__ = ("end_us", "has_charged", "kind_times_us", "kinds", "last_event_us")
+
+    def __init__(self, start_us: int) -> None:
+        self.end_us: int | None = None
+        self.last_event_us = start_us
+        # Before any chargingState is known the session counts as charging.
+        self.kind_times_us: list[int] = [start_us]
+        self.kinds: list[PeriodKind] = [PeriodKind.CHARGING]
+        self.has_charged = False
+
+    @classmethod
+    def resume(cls, timeline: _Timeline) -> _Events:
+        events = cls(timeline.start_us)
+        events.end_us = timeline.end_us
+        events.last_event_us = timeline.last_event_us
+        events.kind_times_us = list(timeline.kind_times_us)
+        events.kinds = list(timeline.kinds)
+        events.has_charged = timeline.has_charged
+        return events
+
+    def apply(self, reading: MeterReading) -> None:
         # An event cannot precede the start or the event before it (time never runs back).
         at_us = max(to_micros(reading.timestamp), self.last_event_us)
-        end_us = at_us if reading.event_type is EventType.ENDED else self.end_us
-        kind_times, kinds, has_charged = self.kind_times_us, self.kinds, self.has_charged
+        self.last_event_us = at_us
+        if reading.event_type is EventType.ENDED:
+            self.end_us = at_us
         state = reading.charging_state
-        if state is not None:
-            has_charged = has_charged or state is ChargingState.CHARGING
-            kind = _kind_of(state, has_charged)
-            if kind_times[-1] == at_us:
-                # A second change at the same instant replaces the first: no empty period.
-                kind_times, kinds = kind_times[:-1], kinds[:-1]
-            if not kinds or kind is not kinds[-1]:
-                kind_times, kinds = (*kind_times, at_us), (*kinds, kind)
-        return replace(
-            self,
-            memo={},
-            end_us=end_us,
-            last_event_us=at_us,
-            kind_times_us=kind_times,
-            kinds=kinds,
-            has_charged=has_charged,
-        )
+        if state is None:
+            return
+        self.has_charged = self.has_charged or state is ChargingState.CHARGING
+        kind = _kind_of(state, self.has_charged)
+        if self.kind_times_us[-1] == at_us:
+            # A second change at the same instant replaces the first: no empty period.
+            self.kind_times_us.pop()
+            self.kinds.pop()
+        if not self.kinds or kind is not self.kinds[-1]:
+            self.kind_times_us.append(at_us)
+            self.kinds.append(kind)
 
 
 def _kind_of(state: ChargingState, has_charged: bool) -> PeriodKind:

@@ -293,3 +293,13 @@ def test_a_timeline_extended_reading_by_reading_equals_one_built_at_once() -> No
     assert fold_charging_periods(incremental, t, BERLIN, until) == fold_charging_periods(
         at_once, t, BERLIN, until
     )
+
+
+def test_recording_a_batch_keeps_the_first_arrival_of_a_seqno_too() -> None:
+    first = reading(1, START + minutes(10), ChargingState.SUSPENDED_EV)
+    retry = reading(1, START + minutes(12), ChargingState.CHARGING)
+    started = reading(0, START, ChargingState.CHARGING, EventType.STARTED)
+    batch = SessionMeter().record_all([first, started, retry])
+    one_by_one = SessionMeter().record(first).record(started).record(retry)
+    assert batch == one_by_one
+    assert batch.readings == (started, first)
