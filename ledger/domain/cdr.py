@@ -23,6 +23,7 @@ are authoritative):
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from typing import Any
 
 from ledger.domain.errors import InvalidCdr
 from ledger.domain.pricing import (
+    PERIODS_MAX,
     ChargingPeriod,
     Cost,
     PeriodKind,
@@ -51,6 +53,9 @@ CREDIT_SUFFIX = "-C"
 # An original CDR id must leave room for the credit suffix within the OCPI limit.
 ORIGINAL_CDR_ID_LENGTH_MAX = CDR_ID_LENGTH_MAX - len(CREDIT_SUFFIX)
 CHARGING_PERIODS_MAX = 10_000  # one a minute for a week; more is not a real session
+# A CDR period with both TIME and PARKING_TIME becomes two: all of them must still fit.
+assert 2 * CHARGING_PERIODS_MAX <= PERIODS_MAX
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _MICROS_PER_HOUR = 3_600_000_000
 _OCPI_PLACES = Decimal("0.0001")
 _IGNORED_DIMENSIONS = frozenset(
@@ -131,7 +136,7 @@ def parse_cdr(obj: object) -> CdrSession:
         raise InvalidCdr("CDR id must be a string")
     where = "CDR" if cdr_id is None else f"CDR {cdr_id!r}"
     currency = obj.get("currency")
-    if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
         raise InvalidCdr(f"{where}: currency must be an ISO 4217 code, got {currency!r}")
     start = _instant(obj.get("start_date_time"), f"{where}: start_date_time")
     end = _instant(obj.get("end_date_time"), f"{where}: end_date_time")
