@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -46,6 +47,8 @@ TEST_SESSION_TIMEOUT_MS = 6_000
 CONSUME_DEADLINE_S = 60
 # A stopped `ledger consume` leaves the group and exits within its close timeout (10 s).
 PROCESS_EXIT_DEADLINE_S = 30
+# Between waves of top-ups: long enough for both members to poll and apply in between.
+WAVE_PAUSE_S = 0.1
 
 
 def make_settings(database: str, bootstrap: str, prefix: str, **extra: Any) -> Settings:
@@ -122,7 +125,10 @@ def test_each_message_is_applied_once_and_undecodable_ones_are_dead_lettered_wit
     settings: Settings, ledger: Ledger, producer: Any
 ) -> None:
     deposit = top_up("d1", "25.00", tenant_id="t1")
+    # Configuration first: Kafka orders nothing across topics, and a top-up for a driver
+    # the ledger does not know yet is invalid input.
     publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
+    consume_until_caught_up(settings, ledger)
     publish(producer, settings, [deposit])
     wallets_topic = settings.topic(deposit.TOPIC)
     # The same event id again, at a new offset: a re-publish by the producer.
@@ -136,7 +142,7 @@ def test_each_message_is_applied_once_and_undecodable_ones_are_dead_lettered_wit
     outcomes = consume_until_caught_up(settings, ledger)
 
     assert totals(outcomes) == {
-        "applied": 3, "duplicates": 1, "dead_lettered": 2, "refused": 0, "skipped": 0,
+        "applied": 1, "duplicates": 1, "dead_lettered": 2, "refused": 0, "skipped": 0,
     }
     wallet: Wallet = ledger.repository.get(Wallet.create_id("t1", "d1"))
     assert wallet.balance == Decimal("25.00")  # credited once, not twice
@@ -180,6 +186,7 @@ def test_a_restarted_consumer_resumes_from_the_database_position_not_kafkas_offs
 ) -> None:
     # Every message of tenant t1's driver d1 shares one key, hence one partition.
     publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
+    consume_until_caught_up(settings, ledger)
     first = [top_up("d1", "1.00", tenant_id="t1", at=T0 + timedelta(minutes=n))
              for n in range(3)]
     publish(producer, settings, first)
@@ -217,8 +224,7 @@ def test_a_restarted_consumer_resumes_from_the_database_position_not_kafkas_offs
 def test_ledger_consume_stops_on_sigterm_after_its_batch_and_exits_zero(
     settings: Settings, ledger: Ledger, producer: Any
 ) -> None:
-    publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1"),
-                                 top_up("d1", "7.00", tenant_id="t1")])
+    publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
     ends = end_offsets(settings, settings.inbound_topics())
     process = subprocess.Popen(
         [sys.executable, "-m", "consumers.cli", "consume", "--store", settings.store_url,
@@ -230,7 +236,7 @@ def test_ledger_consume_stops_on_sigterm_after_its_batch_and_exits_zero(
     )
     try:
         wait_until(lambda: not behind(ledger, ends) or process.poll() is not None,
-                   CONSUME_DEADLINE_S, "ledger consume applying three messages")
+                   CONSUME_DEADLINE_S, "ledger consume applying two messages")
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=PROCESS_EXIT_DEADLINE_S)
     finally:
@@ -242,3 +248,68 @@ def test_ledger_consume_stops_on_sigterm_after_its_batch_and_exits_zero(
     log_events = [line for line in stderr.splitlines() if line.startswith("{")]
     assert any('"event":"batch_applied"' in line for line in log_events), stderr
     assert '"event":"stopped"' in log_events[-1]
+
+
+def test_two_consumers_in_one_group_share_the_partitions_and_apply_everything_once(
+    settings: Settings, ledger: Ledger, producer: Any
+) -> None:
+    drivers = [f"d{n}" for n in range(12)]
+    publish(producer, settings, [tenant("t1"), *[driver(d, "wallet", tenant_id="t1")
+                                                 for d in drivers]])
+    consume_until_caught_up(settings, ledger)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    # Opened one after the other: eventsourcing's table creation (CREATE OR REPLACE FUNCTION)
+    # run by two processes at the same instant fails with "tuple concurrently updated".
+    ledgers = [open_ledger(settings.store_url) for _ in range(2)]
+    consumers = [kafka_clients.consumer(settings) for _ in range(2)]
+    metrics = [Metrics() for _ in range(2)]
+
+    def member(n: int) -> None:
+        try:
+            ConsumerLoop(ledgers[n], consumers[n], settings, metrics[n]).run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def wallets_partitions(n: int) -> set[int]:
+        return {tp.partition for tp in consumers[n].assignment()
+                if tp.topic == settings.topic("wallets")}
+
+    threads = [threading.Thread(target=member, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        # Both members own part of the wallets topic before anything is published to it.
+        wait_until(lambda: all(wallets_partitions(n) for n in range(2)) or bool(errors),
+                   CONSUME_DEADLINE_S, "two members sharing the wallets partitions")
+        assert not wallets_partitions(0) & wallets_partitions(1)
+        # Different drivers' top-ups land on different partitions, hence members, but share
+        # the tenant's receipt series: both write one aggregate and retry on conflicts.
+        # In waves, so both members keep applying small batches at the same time.
+        for n in range(10):
+            publish(producer, settings, [
+                top_up(d, "2.00", tenant_id="t1", at=T0 + timedelta(minutes=n)) for d in drivers
+            ])
+            time.sleep(WAVE_PAUSE_S)
+        ends = end_offsets(settings, settings.inbound_topics())
+        wait_until(lambda: not behind(ledger, ends) or bool(errors), CONSUME_DEADLINE_S,
+                   "two consumers applying 120 top-ups")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(PROCESS_EXIT_DEADLINE_S)
+        for n in range(2):
+            consumers[n].close(autocommit=False)
+            metrics[n].close()
+            ledgers[n].close()
+    assert errors == []
+    applied = [
+        metrics[n].registry.get_sample_value(
+            "evledger_messages_applied_total", {"topic": settings.topic("wallets")}) or 0
+        for n in range(2)
+    ]
+    assert all(applied) and sum(applied) == 120  # each member applied its share
+    for d in drivers:
+        wallet: Wallet = ledger.repository.get(Wallet.create_id("t1", d))
+        assert wallet.balance == Decimal("20.00")
+    assert dead_letters(ledger) == []
