@@ -14,13 +14,12 @@ import json
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from consumers.cli import CliError
 from ledger.domain.cdr import parse_cdr
 from ledger.domain.errors import InvalidCdr, InvalidTariff
-from ledger.domain.pricing import Cost, SessionPrice, decimal_text, price_session
+from ledger.domain.pricing import cost_fields, price_session
 from ledger.domain.tariff import parse_tariff
 
 INPUT_FILE_BYTES_MAX = 10_000_000  # a CDR with a period a minute for a week is ~2 MB
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             f"currency mismatch: the CDR is in {cdr.currency}, the tariff in {tariff.currency}"
         )
     price = price_session(tariff, cdr.periods, time_zone, cdr.start, cdr.end)
-    json.dump(price_to_json(price), sys.stdout)
+    json.dump(cost_fields(price), sys.stdout)
     sys.stdout.write("\n")
     return 0
 
@@ -91,26 +90,3 @@ def read_json(path: Path) -> object:
 
 def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not a number OCPI allows")
-
-
-def price_to_json(price: SessionPrice) -> dict[str, Any]:
-    def cost(c: Cost) -> dict[str, str]:
-        return {"excl_vat": decimal_text(c.excl_vat), "incl_vat": decimal_text(c.incl_vat)}
-
-    return {
-        "currency": price.currency,
-        "total_cost": cost(price.total_cost),
-        "total_fixed_cost": cost(price.total_fixed_cost),
-        "total_energy_cost": cost(price.total_energy_cost),
-        "total_time_cost": cost(price.total_time_cost),
-        "total_parking_cost": cost(price.total_parking_cost),
-        "total_reservation_cost": cost(price.total_reservation_cost),
-        "total_energy": decimal_text(price.total_energy_kwh),
-        "total_time": decimal_text(price.total_time_h),
-        "total_parking_time": decimal_text(price.total_parking_time_h),
-        "price_limit_adjustment": cost(price.price_limit_adjustment),
-        "amount_to_charge": {
-            "excl_vat": str(price.amount_to_charge.excl_vat),
-            "incl_vat": str(price.amount_to_charge.incl_vat),
-        },
-    }

@@ -67,6 +67,7 @@ from decimal import (
 )
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 from ledger.domain.errors import InvalidCdr, InvalidTariff
 from ledger.domain.money import round_to_minor_unit
@@ -719,3 +720,28 @@ def decimal_text(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
+
+
+def cost_fields(price: SessionPrice) -> dict[str, Any]:
+    """The OCPI CDR cost and volume fields of a price, exact, as decimal strings."""
+
+    def cost(c: Cost) -> dict[str, str]:
+        return {"excl_vat": decimal_text(c.excl_vat), "incl_vat": decimal_text(c.incl_vat)}
+
+    return {
+        "currency": price.currency,
+        "total_cost": cost(price.total_cost),
+        "total_fixed_cost": cost(price.total_fixed_cost),
+        "total_energy_cost": cost(price.total_energy_cost),
+        "total_time_cost": cost(price.total_time_cost),
+        "total_parking_cost": cost(price.total_parking_cost),
+        "total_reservation_cost": cost(price.total_reservation_cost),
+        "total_energy": decimal_text(price.total_energy_kwh),
+        "total_time": decimal_text(price.total_time_h),
+        "total_parking_time": decimal_text(price.total_parking_time_h),
+        "price_limit_adjustment": cost(price.price_limit_adjustment),
+        "amount_to_charge": {
+            "excl_vat": str(price.amount_to_charge.excl_vat),
+            "incl_vat": str(price.amount_to_charge.incl_vat),
+        },
+    }

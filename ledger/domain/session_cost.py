@@ -23,7 +23,7 @@ from ledger.domain.charging_periods import (
     fold_charging_periods,
     running_cost,
 )
-from ledger.domain.pricing import SessionPrice, price_session
+from ledger.domain.pricing import SessionPrice, cost_fields, price_session
 from ledger.domain.session import ChargingSession
 from ledger.domain.settlement import SessionCost
 from ledger.domain.tariff import Tariff, parse_tariff
@@ -97,25 +97,5 @@ def final_cost(session: ChargingSession) -> SessionCost:
         total_incl_vat=price.total_cost.incl_vat,
         by_vat_rate={rate: (c.excl_vat, c.incl_vat - c.excl_vat)
                      for rate, c in price.cost_by_vat_rate},
-        ocpi=ocpi_cost_fields(price),
+        ocpi=cost_fields(price),
     )
-
-
-def ocpi_cost_fields(price: SessionPrice) -> dict[str, Any]:
-    """The OCPI CDR cost and volume fields, exact, as decimal strings."""
-
-    def pair(cost: Any) -> dict[str, str]:
-        return {"excl_vat": format(cost.excl_vat, "f"), "incl_vat": format(cost.incl_vat, "f")}
-
-    return {
-        "currency": price.currency,
-        "total_cost": pair(price.total_cost),
-        "total_fixed_cost": pair(price.total_fixed_cost),
-        "total_energy_cost": pair(price.total_energy_cost),
-        "total_time_cost": pair(price.total_time_cost),
-        "total_parking_cost": pair(price.total_parking_cost),
-        "total_reservation_cost": pair(price.total_reservation_cost),
-        "total_energy": format(price.total_energy_kwh, "f"),
-        "total_time": format(price.total_time_h, "f"),
-        "total_parking_time": format(price.total_parking_time_h, "f"),
-    }
