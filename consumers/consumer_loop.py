@@ -291,22 +291,6 @@ class ConsumerLoop:
                 max(0, highwater - next_offset)
             )
 
-    def lag(self) -> dict[str, int] | None:
-        """Messages behind per source, or None while a partition's high watermark is unknown
-        or it still waits for its seek."""
-        lags: dict[str, int] = {}
-        if self._gate.waiting():
-            return None
-        for partition in self._consumer.assignment():
-            highwater = self._consumer.highwater(partition)
-            if highwater is None:
-                return None
-            last = self._last_offset.get(partition)
-            lags[source_name(partition.topic, partition.partition)] = max(
-                0, highwater - (0 if last is None else last + 1)
-            )
-        return lags
-
 
 __all__ = [
     "ConsumerLoop",

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import timedelta
@@ -47,8 +49,16 @@ TEST_SESSION_TIMEOUT_MS = 6_000
 CONSUME_DEADLINE_S = 60
 # A stopped `ledger consume` leaves the group and exits within its close timeout (10 s).
 PROCESS_EXIT_DEADLINE_S = 30
+METRICS_SCRAPE_TIMEOUT_S = 10
 # Between waves of top-ups: long enough for both members to poll and apply in between.
 WAVE_PAUSE_S = 0.1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def make_settings(database: str, bootstrap: str, prefix: str, **extra: Any) -> Settings:
@@ -226,17 +236,30 @@ def test_ledger_consume_stops_on_sigterm_after_its_batch_and_exits_zero(
 ) -> None:
     publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
     ends = end_offsets(settings, settings.inbound_topics())
+    metrics_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "consumers.cli", "consume", "--store", settings.store_url,
          "--bootstrap-servers", ",".join(settings.bootstrap_servers),
          "--topic-prefix", settings.topic_prefix, "--group-id", settings.group_id,
-         "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS)],
+         "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS),
+         "--metrics-port", str(metrics_port)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         wait_until(lambda: not behind(ledger, ends) or process.poll() is not None,
                    CONSUME_DEADLINE_S, "ledger consume applying two messages")
+        scraped: list[str] = []
+        applied_line = f'evledger_messages_applied_total{{topic="{settings.topic("config")}"}} 2.0'
+
+        def scrape() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                        timeout=METRICS_SCRAPE_TIMEOUT_S) as response:
+                scraped.append(response.read().decode())
+            return applied_line in scraped[-1]
+
+        # The counters move just after the transaction commits: scrape until they show it.
+        wait_until(scrape, CONSUME_DEADLINE_S, "metrics showing two applied messages")
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=PROCESS_EXIT_DEADLINE_S)
     finally:
@@ -248,6 +271,8 @@ def test_ledger_consume_stops_on_sigterm_after_its_batch_and_exits_zero(
     log_events = [line for line in stderr.splitlines() if line.startswith("{")]
     assert any('"event":"batch_applied"' in line for line in log_events), stderr
     assert '"event":"stopped"' in log_events[-1]
+    assert "evledger_consumer_lag_messages{" in scraped[-1]
+    assert "evledger_batch_seconds_bucket{" in scraped[-1]
 
 
 def test_two_consumers_in_one_group_share_the_partitions_and_apply_everything_once(
