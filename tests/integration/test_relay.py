@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -16,6 +20,7 @@ from kafka import TopicPartition
 
 from consumers import kafka_clients
 from consumers.avro_codec import decode, decode_dead_letter, type_from_headers
+from consumers.benchmarks.ingest import wait_until
 from consumers.commands.topics import create_topics
 from consumers.consumer_loop import raw_from_bytes, source_name
 from consumers.observability import Metrics
@@ -29,6 +34,7 @@ from tests.builders import LedgerDriver, driver, tenant, top_up
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = ("d1", "d2", "d3", "d4", "d5")
 TOP_UPS_PER_DRIVER = 3
 # Reading back a few dozen records from a local broker takes well under a second.
@@ -210,3 +216,36 @@ def test_relay_works_on_the_embedded_sqlite_store(
     ]
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
         "file:day.jsonl", None, 7)
+
+
+def test_ledger_relay_publishes_and_stops_on_sigterm_with_exit_zero(
+    settings: Settings, ledger: Ledger
+) -> None:
+    outbox = issue_commands_and_a_dead_letter(ledger, source_name(settings.topic("wallets"), 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli", "relay", "--store", settings.store_url,
+         "--bootstrap-servers", ",".join(settings.bootstrap_servers),
+         "--topic-prefix", settings.topic_prefix],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        factory, tracking = open_relay_tracking(settings.store_url)
+        with closing(factory):
+            wait_until(
+                lambda: (tracking.max_tracking_id(RELAY_TRACKING_NAME) or 0) > 0
+                or process.poll() is not None,
+                READ_DEADLINE_S, "ledger relay publishing the outbox",
+            )
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=READ_DEADLINE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert '"event":"page_published"' in stderr
+    keys = command_keys(ledger)
+    per_partition = read_topic(settings, settings.topic("psp.commands"), len(outbox))
+    assert sorted(i for records in per_partition.values() for i in command_ids(records, keys)) == (
+        sorted(outbox))
