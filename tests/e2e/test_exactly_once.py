@@ -302,6 +302,12 @@ def test_consumer_killed_mid_stream_and_restarted_equals_one_clean_pass(
             second.close()
     print(f"killed after {at_kill} of {total} phase C records; caught up {recovery_s:.1f} s "
           "after the restart")
+    # The restarted process began exactly where the database said: it read every record the
+    # killed one had not committed, and none that it had.
+    batches = [json.loads(line) for line in second.log_path.read_text().splitlines()
+               if line.startswith("{") and '"event":"batch_applied"' in line]
+    assert sum(b["records"] for b in batches) == total - at_kill
+    assert sum(b["skipped"] for b in batches) == 0
 
     replay_in_phase_order(settings, clean_database,
                           [config_topic, wallets_topic, sessions_topic])
