@@ -58,4 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Through the package, so `python -m consumers.cli` catches the same CliError class.
+    from consumers.cli import main as package_main
+
+    sys.exit(package_main())

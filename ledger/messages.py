@@ -242,6 +242,7 @@ class LocationConfigured(Configuration):
     time_zone: Annotated[str, Field(min_length=1, max_length=64)]
     tariff_id: Id
     open_access: bool = False
+    # Free EVSEs at an otherwise paid location, as "<charge_point_id>:<OCPP evse id>".
     open_access_evse_ids: list[Id] = Field(default_factory=list)
     owner_partner_id: Id | None = None
     preauth_hold_amount: NonNegDec | None = None

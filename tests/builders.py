@@ -144,7 +144,7 @@ def terminal_authorized(reference: str, amount: str, at: datetime = T0,
                         tenant_id: str = "t1") -> TerminalAuthorized:
     return TerminalAuthorized(**envelope(tenant_id, at), terminal_reference=reference,
                               terminal_id="TERM1", location_id="L1", amount=Decimal(amount),
-                              currency="EUR", psp_reference=f"psp-{reference}")
+                              currency="EUR", psp_reference=f"psp-{reference}"[:64])
 
 
 class LedgerDriver:

@@ -50,8 +50,10 @@ def _driver_own_model(ctx: PayerContext) -> PayerDecision:
     model = ctx.driver["billing_model"]
     token = ctx.driver.get("payment_method_token")
     if ctx.driver_has_overdue_debt and ctx.tenant.get("block_sessions_on_overdue_debt", True):
+        # The card stays known: what is delivered before the stop is billed post-paid.
         return PayerDecision(
-            None, driver_id=ctx.driver_id, refusal_reason="driver has overdue debt"
+            None, driver_id=ctx.driver_id, payment_method_token=token,
+            refusal_reason="driver has overdue debt",
         )
     if model in ("post_paid", "pre_authorization") and not token:
         return PayerDecision(

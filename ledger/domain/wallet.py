@@ -23,6 +23,7 @@ class Wallet(Aggregate):
         self.currency = currency
         self.balance = Decimal(0)
         self.pending_top_up: str | None = None  # reference of a card top-up under way
+        self.auto_top_ups = 0  # how many auto-top-ups were started (numbers their charges)
 
     @event("Credited")
     def credit(
@@ -41,8 +42,10 @@ class Wallet(Aggregate):
         self.balance -= amount
 
     @event("TopUpStarted")
-    def start_top_up(self, reference: str, amount: Decimal) -> None:
+    def start_top_up(self, reference: str, amount: Decimal, automatic: bool = False) -> None:
         self.pending_top_up = reference
+        if automatic:
+            self.auto_top_ups += 1
 
     @event("TopUpFailed")
     def fail_top_up(self, reference: str, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,8 @@ from ledger.domain.payment import Charge, Hold
 from ledger.domain.session import ChargingSession
 from ledger.domain.wallet import Wallet
 from ledger.messages import PaymentCommand, PaymentResult, TerminalAuthorized
+
+PAYMENT_LABEL_LENGTH_MAX = 64  # PaymentCommand.reference on the wire
 
 # Which results answer which command.
 RESULTS_FOR_ACTION: dict[str, frozenset[str]] = {
@@ -38,11 +41,24 @@ def _command(
             event_id=cid, tenant_id=tenant_id, occurred_at=at, producer="evledger",
             action=action,
             idempotency_key=cid, amount=amount, currency=currency,
-            payment_method_token=token, reference=reference, psp_reference=psp_reference,
+            payment_method_token=token, reference=payment_label(reference),
+            psp_reference=psp_reference,
         ),
         key=key,
         subject=subject,
     )
+
+
+def payment_label(reference: str) -> str:
+    """What the money is for, as the PSP shows it: at most 64 characters (the wire limit).
+
+    A longer reference keeps its readable start and ends with a digest of the whole, so two
+    long references never share a label. The command id, not the label, is the identity.
+    """
+    if len(reference) <= PAYMENT_LABEL_LENGTH_MAX:
+        return reference
+    digest = hashlib.sha256(reference.encode()).hexdigest()[:12]
+    return f"{reference[:PAYMENT_LABEL_LENGTH_MAX - 13]}~{digest}"
 
 
 # ---------------------------------------------------------------- holds

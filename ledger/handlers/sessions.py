@@ -133,7 +133,9 @@ def _start(
         terminal_hold = hold.amount if hold else None
     decision = decide_payer(
         PayerContext(
-            location=location, evse_id=session.evse_id,
+            location=location,
+            # OCPP numbers EVSEs per charging station: "<charge point>:<evse id>" is unique.
+            evse_id=f"{session.charge_point_id}:{session.evse_id}" if session.evse_id else None,
             terminal_reference=session.terminal_reference, terminal_hold=terminal_hold,
             driver_id=driver_id, driver=driver,
             driver_has_overdue_debt=bool(account and account.has_overdue_debt),

@@ -27,7 +27,7 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
     model = payer["billing_model"]
     driver_id: str | None = payer["driver_id"]
     tx = session.transaction_id
-    entry_id = f"session:{tx}"
+    entry_id = f"session:{session.tenant_id}:{tx}"
     entries: list[JournalEntry] = []
     charged_to: list[dict[str, str]] = []
     receipt_to: str | None = None

@@ -36,6 +36,10 @@ def handle_top_up_requested(message: WalletTopUpRequested, batch: Batch) -> None
         wallet.credit(message.amount, "bank_transfer", reference, [entry.to_dict()])
         issue_top_up_receipt(wallet, message.amount, reference, message.occurred_at, batch)
         return
+    from ledger.domain.payment import Charge
+
+    if batch.get(Charge, Charge.create_id(message.tenant_id, "top_up", reference)) is not None:
+        raise RuleViolation(f"top-up reference {message.reference!r} was used before")
     token = driver.get("payment_method_token")
     if not token:
         raise RuleViolation(f"driver {message.driver_id} has no card on file for a top-up")
@@ -62,7 +66,7 @@ def watch_wallet(
     now = session.ordered_readings()[-1]["timestamp"]
     if _auto_top_up(driver):
         if available < Decimal(driver["auto_top_up_threshold"]):
-            _start_auto_top_up(wallet, driver, session.transaction_id, now, batch)
+            _start_auto_top_up(wallet, driver, now, batch)
         return
     if running_cost >= wallet.balance * threshold:
         request_stop(session, "wallet balance nearly used", batch)
@@ -72,7 +76,7 @@ def top_up_if_low(
     wallet: Wallet, driver: dict[str, Any], tenant: dict[str, Any], at: datetime, batch: Batch
 ) -> None:
     if _auto_top_up(driver) and wallet.balance < Decimal(driver["auto_top_up_threshold"]):
-        _start_auto_top_up(wallet, driver, f"after:{at.isoformat()}", at, batch)
+        _start_auto_top_up(wallet, driver, at, batch)
 
 
 def _auto_top_up(driver: dict[str, Any]) -> bool:
@@ -84,15 +88,17 @@ def _auto_top_up(driver: dict[str, Any]) -> bool:
 
 
 def _start_auto_top_up(
-    wallet: Wallet, driver: dict[str, Any], cause: str, at: datetime, batch: Batch
+    wallet: Wallet, driver: dict[str, Any], at: datetime, batch: Batch
 ) -> None:
     from ledger.handlers.payments import open_charge
 
     if wallet.pending_top_up is not None:
         return  # one top-up at a time; the next update checks again
-    reference = f"auto_top_up:{wallet.driver_id}:{cause}"
+    # Numbered per wallet: each auto-top-up is a charge of its own, however many a
+    # session needs.
+    reference = f"auto:{wallet.driver_id}:{wallet.auto_top_ups + 1}"
     amount = Decimal(driver["auto_top_up_amount"])
-    wallet.start_top_up(reference, amount)
+    wallet.start_top_up(reference, amount, automatic=True)
     open_charge(
         batch, wallet.tenant_id, [], purpose="top_up", reference=reference,
         driver_id=wallet.driver_id, amount=amount, currency=wallet.currency,

@@ -213,3 +213,45 @@ def test_a_session_missing_a_seq_no_settles_after_the_grace_period() -> None:
     assert not session.is_settled
     d.apply(tick(T0 + timedelta(minutes=60 + 15)))
     assert settlement(d, "tx1")["total_incl_vat"] == Decimal("4.76")
+
+
+def test_auto_top_up_runs_as_often_as_a_long_session_needs() -> None:
+    d = network()
+    d.apply(top_up("auto", "6.00"))
+    # 100 kWh = 47.60: several top-ups of 20 are needed along the way.
+    events = session_events("tx1", "auto", "100", updates=10)
+    for event in events:
+        d.apply(event)
+        for command in d.new_commands():
+            if command.get("action") == "charge":
+                d.answer(command, "charge_succeeded")
+    wallet = d.get(Wallet, Wallet.create_id("t1", "auto"))
+    assert wallet.auto_top_ups >= 2
+    assert wallet.balance >= 0, "auto-top-up kept the wallet from running dry"
+    assert d.balance("wallet:auto") == -wallet.balance
+    journal_balances(d)
+
+
+def test_a_long_terminal_reference_still_fits_the_psp_command() -> None:
+    d = network()
+    reference = "T" * 64
+    d.apply(terminal_authorized(reference, "30.00"))
+    d.apply_each(session_events("tx1", None, "10", terminal_reference=reference))
+    commands = d.new_commands()
+    assert {c["action"] for c in commands} == {"capture", "release"}
+    assert all(len(c["reference"]) <= 64 for c in commands)
+
+
+def test_a_driver_refused_for_debt_pays_post_paid_for_what_was_delivered() -> None:
+    d = network(retry_schedule_hours=[1])
+    d.apply_each(session_events("tx1", "bad", "10"))
+    end = T0 + timedelta(minutes=60)
+    [first] = d.new_commands()
+    d.answer(first, "charge_failed", at=end)
+    d.apply(tick(end + timedelta(hours=1)))
+    [second] = d.new_commands()
+    d.answer(second, "charge_failed", at=end + timedelta(hours=1))
+    d.apply_each(session_events("tx2", "bad", "2", start=end + timedelta(days=1)))
+    s = settlement(d, "tx2")
+    assert s["billing_model"] == "post_paid"
+    assert s["charged_to"] == [{"payer": "driver", "id": "bad", "amount_incl_vat": "0.95"}]

@@ -9,7 +9,7 @@ TENANT = {"preauth_hold_amount": Decimal("50"), "block_sessions_on_overdue_debt"
 def context(**overrides: Any) -> PayerContext:
     base: dict[str, Any] = {
         "location": {"open_access": False, "open_access_evse_ids": []},
-        "evse_id": "1", "terminal_reference": None, "terminal_hold": None,
+        "evse_id": "CP1:1", "terminal_reference": None, "terminal_hold": None,
         "driver_id": "d1",
         "driver": {"billing_model": "post_paid", "payment_method_token": "tok"},
         "driver_has_overdue_debt": False, "tenant": TENANT, "tariff_hold_override": None,
@@ -24,7 +24,7 @@ def test_open_access_wins_over_everything() -> None:
 
 
 def test_a_free_evse_at_a_paid_location_is_open_access() -> None:
-    decision = decide_payer(context(location={"open_access_evse_ids": ["1"]}))
+    decision = decide_payer(context(location={"open_access_evse_ids": ["CP1:1"]}))
     assert decision.billing_model == "open_access"
 
 
