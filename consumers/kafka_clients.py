@@ -9,6 +9,7 @@ client gives up. Limits and their reasons live in `ledger.limits`.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from consumers.settings import Settings
@@ -31,7 +32,11 @@ with warnings.catch_warnings():
     )
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
     from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    from kafka.errors import KafkaError
 
+# A client that reaches no broker within this long at start gives up (kafka-python's default;
+# a broker that is merely restarting is back well within it).
+BOOTSTRAP_TIMEOUT_MS = 30_000
 # A fetch returns at most this much per partition (Kafka's default message limit is 1 MiB;
 # the codec refuses anything over 4 MiB, so one such message still fits one fetch).
 FETCH_PARTITION_BYTES_MAX = 8 * 1024 * 1024
@@ -44,13 +49,27 @@ PRODUCER_BATCH_BYTES = 256 * 1024
 PRODUCER_REQUEST_BYTES_MAX = 5 * 1024 * 1024
 
 
+class KafkaUnavailable(Exception):
+    """No broker answered when a client started: the brokers are down or the address wrong."""
+
+
 def _common(settings: Settings, role: str) -> dict[str, Any]:
     return {
         "bootstrap_servers": list(settings.bootstrap_servers),
         "client_id": f"{settings.client_id}-{role}",
         "request_timeout_ms": KAFKA_REQUEST_TIMEOUT_MS,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         "security_protocol": "PLAINTEXT",
     }
+
+
+def _started(settings: Settings, construct: Callable[..., Any], **config: Any) -> Any:
+    try:
+        return construct(**config)
+    except KafkaError as exc:
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {','.join(settings.bootstrap_servers)}: {exc}"
+        ) from exc
 
 
 def consumer(settings: Settings) -> Any:
@@ -59,7 +78,8 @@ def consumer(settings: Settings) -> Any:
     Not subscribed yet (the consumer loop subscribes with its rebalance listener).
     """
     heartbeat_ms = min(CONSUMER_HEARTBEAT_INTERVAL_MS_MAX, settings.session_timeout_ms // 3)
-    return KafkaConsumer(
+    return _started(
+        settings, KafkaConsumer,
         **_common(settings, "consumer"),
         group_id=settings.group_id,
         # The database owns the position; Kafka's committed offset is only a hint for tools.
@@ -90,7 +110,8 @@ def consumer(settings: Settings) -> Any:
 
 def raw_consumer(settings: Settings) -> Any:
     """A consumer outside any group, for benchmarks and tools: assign() and seek() only."""
-    return KafkaConsumer(
+    return _started(
+        settings, KafkaConsumer,
         **_common(settings, "raw-consumer"),
         group_id=None,
         enable_auto_commit=False,
@@ -109,7 +130,8 @@ def raw_consumer(settings: Settings) -> Any:
 
 def producer(settings: Settings) -> Any:
     """An idempotent producer: retries never duplicate or reorder records within a partition."""
-    return KafkaProducer(
+    return _started(
+        settings, KafkaProducer,
         **_common(settings, "producer"),
         enable_idempotence=True,
         # Acknowledged only once every in-sync replica has the record.
@@ -133,4 +155,4 @@ def producer(settings: Settings) -> Any:
 
 
 def admin(settings: Settings) -> Any:
-    return KafkaAdminClient(**_common(settings, "admin"))
+    return _started(settings, KafkaAdminClient, **_common(settings, "admin"))

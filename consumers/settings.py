@@ -24,6 +24,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from consumers.cli import CliError
 from consumers.store import STORE_ENV_VAR, store_url_from
@@ -59,6 +60,10 @@ class Settings:
     metrics_port: int
     session_timeout_ms: int
     client_id: str
+
+    def store_redacted(self) -> str:
+        """The store URL without its password, for messages and logs."""
+        return redacted_url(self.store_url)
 
     def topic(self, name: str) -> str:
         """The Kafka topic carrying `name` (a name from ledger.messages) here."""
@@ -165,6 +170,14 @@ def settings_from(
         # Shows up in broker logs and group descriptions: which host and process this is.
         client_id=f"evledger-{socket.gethostname()}-{os.getpid()}",
     )
+
+
+def redacted_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _has(args: argparse.Namespace, name: str) -> bool:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 
+from eventsourcing.persistence import PersistenceError
+
 from consumers import kafka_clients
 from consumers.cli import CliError
-from consumers.commands.consume import stop_on_signals
+from consumers.commands.consume import open_ledger_or_explain, stop_on_signals
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
 from consumers.relay import Relay, RelayError, open_relay_tracking
 from consumers.settings import add_arguments, settings_from
-from consumers.store import open_ledger
 from ledger.limits import RELAY_FLUSH_TIMEOUT_MS
 
 
@@ -34,13 +35,20 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     configure_logging()
     log = get_logger("relay")
-    ledger = open_ledger(settings.store_url)
-    factory, tracking = open_relay_tracking(settings.store_url)
+    ledger = open_ledger_or_explain(settings)
+    try:
+        factory, tracking = open_relay_tracking(settings.store_url)
+    except PersistenceError as exc:
+        ledger.close()
+        raise CliError(f"cannot open the relay's tracking table: {exc}") from exc
     metrics = Metrics()
     producer = None
     try:
         metrics.serve(settings.metrics_port)
-        producer = kafka_clients.producer(settings)
+        try:
+            producer = kafka_clients.producer(settings)
+        except kafka_clients.KafkaUnavailable as exc:
+            raise CliError(str(exc)) from exc
         relay = Relay(ledger, tracking, producer, settings, metrics, log)
         with stop_on_signals() as stop:
             log_event(log, "started", position=relay.position(),

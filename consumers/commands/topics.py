@@ -54,7 +54,10 @@ def run_create(args: argparse.Namespace) -> int:
             f"--replication-factor must be 1..{REPLICATION_FACTOR_MAX}, got {replication}"
         )
     settings = settings_from(args)
-    client = kafka_clients.admin(settings)
+    try:
+        client = kafka_clients.admin(settings)
+    except kafka_clients.KafkaUnavailable as exc:
+        raise CliError(str(exc)) from exc
     try:
         for line in create_topics(client, settings.all_topics(), partitions, replication):
             print(line)
