@@ -28,6 +28,7 @@ position check in `apply_batch` skip what was applied.
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import threading
 import time
@@ -114,34 +115,41 @@ class PartitionGate(ConsumerRebalanceListener):  # type: ignore[misc]
 
     A newly assigned partition is paused (so no record is fetched from wherever Kafka's
     committed offset points) and queued for the consumer loop to seek from the database.
+    Each assignment gets a new ticket, so the loop's `done` for an earlier assignment never
+    clears a later one (the IO thread may revoke and re-assign while the loop is seeking).
     """
 
     def __init__(self, consumer: Any) -> None:
         self._consumer = consumer
         self._lock = threading.Lock()
-        self._to_seek: set[Any] = set()
+        self._to_seek: dict[Any, int] = {}
+        self._tickets = itertools.count(1)
 
     def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
         partitions = set(assigned)
         if partitions:
             self._consumer.pause(*partitions)
         with self._lock:
-            self._to_seek |= partitions
+            for partition in partitions:
+                self._to_seek[partition] = next(self._tickets)
 
     def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
         with self._lock:
-            self._to_seek -= set(revoked)
+            for partition in revoked:
+                self._to_seek.pop(partition, None)
 
     def on_partitions_lost(self, lost: Iterable[Any]) -> None:
         self.on_partitions_revoked(lost)
 
-    def waiting(self) -> frozenset[Any]:
+    def waiting(self) -> dict[Any, int]:
+        """Partitions waiting for their seek, with their assignment's ticket."""
         with self._lock:
-            return frozenset(self._to_seek)
+            return dict(self._to_seek)
 
-    def done(self, partition: Any) -> None:
+    def done(self, partition: Any, ticket: int) -> None:
         with self._lock:
-            self._to_seek.discard(partition)
+            if self._to_seek.get(partition) == ticket:
+                del self._to_seek[partition]
 
 
 @dataclass(slots=True)
@@ -215,7 +223,7 @@ class ConsumerLoop:
 
     # ------------------------------------------------------------------ steps
     def _seek_waiting_partitions(self) -> None:
-        for partition in self._gate.waiting():
+        for partition, ticket in self._gate.waiting().items():
             source = source_name(partition.topic, partition.partition)
             stored = self._ledger.position(source)  # database I/O: on our thread, not Kafka's
             try:
@@ -235,7 +243,7 @@ class ConsumerLoop:
                 log_event(self._log, "partition_assigned", source=source,
                           stored_position=stored,
                           next_offset=0 if stored is None else stored + 1)
-            self._gate.done(partition)
+            self._gate.done(partition, ticket)
 
     def _apply_partition(self, partition: Any, records: Sequence[Any]) -> BatchResult:
         started = time.perf_counter()

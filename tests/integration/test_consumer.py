@@ -30,7 +30,13 @@ from consumers import kafka_clients
 from consumers.avro_codec import TYPE_HEADER, encode, headers_for, key_for
 from consumers.benchmarks.ingest import behind, end_offsets, publish, publish_raw, wait_until
 from consumers.commands.topics import create_topics
-from consumers.consumer_loop import ConsumerLoop, PollOutcome, bytes_from_raw, source_name
+from consumers.consumer_loop import (
+    ConsumerLoop,
+    PartitionGate,
+    PollOutcome,
+    bytes_from_raw,
+    source_name,
+)
 from consumers.observability import Metrics
 from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
@@ -338,3 +344,29 @@ def test_two_consumers_in_one_group_share_the_partitions_and_apply_everything_on
         wallet: Wallet = ledger.repository.get(Wallet.create_id("t1", d))
         assert wallet.balance == Decimal("20.00")
     assert dead_letters(ledger) == []
+
+
+class _PausingConsumer:
+    def __init__(self) -> None:
+        self.paused: set[Any] = set()
+
+    def pause(self, *partitions: Any) -> None:
+        self.paused.update(partitions)
+
+
+def test_the_rebalance_listener_only_pauses_and_a_late_done_never_clears_a_new_assignment(
+) -> None:
+    consumer = _PausingConsumer()
+    gate = PartitionGate(consumer)
+    p0, p1 = TopicPartition("wallets", 0), TopicPartition("wallets", 1)
+    gate.on_partitions_assigned({p0, p1})
+    assert consumer.paused == {p0, p1}
+    first = gate.waiting()
+    # The IO thread revokes and re-assigns p0 while the loop is still seeking the first time.
+    gate.on_partitions_revoked({p0})
+    gate.on_partitions_assigned({p0})
+    gate.done(p0, first[p0])
+    gate.done(p1, first[p1])
+    assert set(gate.waiting()) == {p0}  # the re-assignment still gets its own seek
+    gate.on_partitions_lost({p0})
+    assert gate.waiting() == {}
