@@ -24,10 +24,9 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from consumers.cli import CliError
-from consumers.store import STORE_ENV_VAR, store_url_from
+from consumers.store import STORE_ENV_VAR, redacted_url, store_url_from
 from ledger.limits import CONSUMER_SESSION_TIMEOUT_MS, CONSUMER_SESSION_TIMEOUT_MS_MIN
 from ledger.messages import DEAD_LETTER_TOPIC, INBOUND_TOPICS, OUTBOUND_TOPICS
 
@@ -170,14 +169,6 @@ def settings_from(
         # Shows up in broker logs and group descriptions: which host and process this is.
         client_id=f"evledger-{socket.gethostname()}-{os.getpid()}",
     )
-
-
-def redacted_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _has(args: argparse.Namespace, name: str) -> bool:

@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 # Order here is the order of `ledger bench --help`.
-BENCH_TARGETS: tuple[str, ...] = ("consumers.benchmarks.pricing",)
+BENCH_TARGETS: tuple[str, ...] = ("consumers.benchmarks.pricing", "consumers.benchmarks.ingest")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

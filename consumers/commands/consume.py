@@ -13,15 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from eventsourcing.persistence import PersistenceError
-
 from consumers import kafka_clients
 from consumers.cli import CliError
 from consumers.consumer_loop import ConsumerLoop
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
-from consumers.settings import Settings, add_arguments, settings_from
-from consumers.store import open_ledger
-from ledger.application import Ledger
+from consumers.settings import add_arguments, settings_from
+from consumers.store import open_store
 from ledger.limits import CONSUMER_CLOSE_TIMEOUT_MS
 
 
@@ -34,14 +31,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_arguments(parser)
     parser.set_defaults(handler=run)
-
-
-def open_ledger_or_explain(settings: Settings) -> Ledger:
-    """The ledger on the store; an unreachable store is a CliError (password redacted)."""
-    try:
-        return open_ledger(settings.store_url)
-    except PersistenceError as exc:
-        raise CliError(f"cannot open store {settings.store_redacted()}: {exc}") from exc
 
 
 @contextmanager
@@ -64,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     configure_logging()
     log = get_logger("consume")
-    ledger = open_ledger_or_explain(settings)
+    ledger = open_store(settings.store_url)
     metrics = Metrics()
     consumer = None
     try:

@@ -28,9 +28,10 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from consumers.cli import CliError
-from consumers.commands.ingest import ingest_file, open_store, source_for
+from consumers.commands.ingest import ingest_file, source_for
 from consumers.event_file import write_event_file
 from consumers.simulation.scenario import SimulationOptions, simulate
+from consumers.store import open_store
 from ledger.application import BatchResult, Ledger
 from ledger.domain.driver_account import DriverAccount
 from projections import sql

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from consumers.cli import CliError
 from consumers.event_file import EventLine, read_event_file
-from consumers.store import open_ledger, store_url_from
+from consumers.store import open_store, store_url_from
 from ledger.application import BatchResult, Inbound, Ledger
 from ledger.domain.errors import InvalidMessage
 from ledger.limits import BATCH_MESSAGES_MAX
@@ -81,16 +81,6 @@ def check_readable(path: Path) -> None:
         raise CliError(f"event file {path} does not exist or is not a file")
     if not os.access(path, os.R_OK):
         raise CliError(f"event file {path} is not readable")
-
-
-def open_store(store_url: str) -> Ledger:
-    """The ledger on `store_url`; a store that cannot be reached is a CliError."""
-    from eventsourcing.persistence import PersistenceError
-
-    try:
-        return open_ledger(store_url)
-    except PersistenceError as exc:
-        raise CliError(f"cannot open store {store_url}: {exc}") from exc
 
 
 def source_for(path: Path) -> str:

@@ -19,8 +19,7 @@ from contextlib import closing, contextmanager
 from types import FrameType
 
 from consumers.cli import CliError
-from consumers.commands.ingest import open_store
-from consumers.store import store_url_from
+from consumers.store import open_store, store_url_from
 from projections.database import open_read_model
 from projections.runner import catch_up, ensure_schema, rebuild, run_forever, stored_position
 from projections.values import ProjectionError

@@ -13,10 +13,11 @@ from eventsourcing.persistence import PersistenceError
 
 from consumers import kafka_clients
 from consumers.cli import CliError
-from consumers.commands.consume import open_ledger_or_explain, stop_on_signals
+from consumers.commands.consume import stop_on_signals
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
 from consumers.relay import Relay, RelayError, open_relay_tracking
 from consumers.settings import add_arguments, settings_from
+from consumers.store import open_store
 from ledger.limits import RELAY_FLUSH_TIMEOUT_MS
 
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     configure_logging()
     log = get_logger("relay")
-    ledger = open_ledger_or_explain(settings)
+    ledger = open_store(settings.store_url)
     try:
         factory, tracking = open_relay_tracking(settings.store_url)
     except PersistenceError as exc:

@@ -14,8 +14,7 @@ from contextlib import closing
 from datetime import datetime
 
 from consumers.cli import CliError
-from consumers.commands.ingest import open_store
-from consumers.store import store_url_from
+from consumers.store import open_store, store_url_from
 from projections.as_of import as_of_report
 from projections.report import current_report, render_json, render_summary
 from projections.values import ProjectionError

@@ -26,7 +26,7 @@ def handle_top_up_requested(message: WalletTopUpRequested, batch: Batch) -> None
     if driver is None:
         raise InvalidInput(f"unknown driver {message.driver_id!r}")
     wallet = wallet_of(message.tenant_id, message.driver_id, tenant["currency"], batch)
-    reference = f"top_up:{message.reference}"
+    reference = message.reference
     if message.method == "bank_transfer":
         entry = transfer(
             f"{reference}:{message.tenant_id}", wallet.currency,
