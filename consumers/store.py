@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
 
 from eventsourcing.persistence import PersistenceError
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
 
 from consumers.cli import CliError
 from ledger.application import Ledger
@@ -71,17 +76,58 @@ def ledger_env(store_url: str) -> dict[str, str]:
 # library's functions ("tuple concurrently updated"); the loser waits and tries again.
 STORE_OPEN_ATTEMPTS_MAX = 5
 STORE_OPEN_RETRY_DELAY_S = 0.5
+# SQLite's default limit of host parameters in one statement (SQLITE_MAX_VARIABLE_NUMBER).
+SQLITE_PARAMETERS_MAX = 999
 
 
 def open_ledger(store_url: str) -> Ledger:
     for attempt in range(1, STORE_OPEN_ATTEMPTS_MAX + 1):
         try:
-            return Ledger(env=ledger_env(store_url))
+            ledger = Ledger(env=ledger_env(store_url))
+            ledger.use_existing_ids(existing_ids_probe(ledger))
+            return ledger
         except PersistenceError as exc:
             if attempt == STORE_OPEN_ATTEMPTS_MAX or "concurrently" not in str(exc):
                 raise
             time.sleep(STORE_OPEN_RETRY_DELAY_S * attempt)
     raise AssertionError("unreachable")
+
+
+def existing_ids_probe(ledger: Ledger) -> Callable[[Sequence[UUID]], set[UUID]]:
+    """Which of some aggregate ids the store holds, in one query (the ingest hot path asks
+    this for every message of a batch: is its event id already processed?)."""
+    recorder = ledger.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        query = SQL("SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)")
+        statement = query.format(
+            Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+        )
+
+        def postgres(ids: Sequence[UUID]) -> set[UUID]:
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, (list(ids),))
+                return {row["originator_id"] for row in cursor.fetchall()}
+
+        return postgres
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        table = recorder.events_table_name
+
+        def sqlite(ids: Sequence[UUID]) -> set[UUID]:
+            found: set[UUID] = set()
+            with recorder.datastore.transaction(commit=False) as cursor:
+                for start in range(0, len(ids), SQLITE_PARAMETERS_MAX):
+                    # eventsourcing stores UUIDs as 32 hex digits in SQLite.
+                    chunk = [i.hex for i in ids[start:start + SQLITE_PARAMETERS_MAX]]
+                    marks = ",".join("?" * len(chunk))
+                    cursor.execute(
+                        f"SELECT DISTINCT originator_id FROM {table} "
+                        f"WHERE originator_id IN ({marks})", chunk,
+                    )
+                    found.update(UUID(row["originator_id"]) for row in cursor.fetchall())
+            return found
+
+        return sqlite
+    return lambda ids: {i for i in ids if i in ledger.repository}
 
 
 def open_store(store_url: str) -> Ledger:

@@ -71,8 +71,10 @@ class BatchResult:
 class Batch:
     """The aggregates one batch reads and changes, collected into one transaction."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, known_absent: frozenset[UUID] = frozenset()) -> None:
         self._ledger = ledger
+        # Ids the store was asked about in bulk and does not hold: no read needed for them.
+        self._known_absent = known_absent
         self._touched: dict[UUID, Aggregate] = {}
         self._order: list[UUID] = []
         self.commands_issued = 0
@@ -80,6 +82,8 @@ class Batch:
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         found = self._touched.get(aggregate_id)
         if found is None:
+            if aggregate_id in self._known_absent:
+                return None
             try:
                 found = self._ledger.repository.get(aggregate_id)
             except AggregateNotFoundError:
@@ -121,6 +125,7 @@ class Batch:
 
 
 Handler = Callable[[Any, Batch], None]
+ExistingIds = Callable[[Sequence[UUID]], set[UUID]]
 
 
 class Ledger(EventSourcedProjection[UUID]):
@@ -139,6 +144,12 @@ class Ledger(EventSourcedProjection[UUID]):
         from ledger.handlers import HANDLERS  # late: handlers import the domain, not us
 
         self._handlers: dict[type[Envelope], Handler] = dict(HANDLERS)
+        self._existing_ids: ExistingIds | None = None
+
+    def use_existing_ids(self, probe: ExistingIds) -> None:
+        """Answer "which of these aggregates exist?" in one query per batch (the store's
+        adapter knows how); without it, every new message's duplicate check is a read."""
+        self._existing_ids = probe
 
     # ------------------------------------------------------------------ ingestion
     def position(self, source: str) -> int | None:
@@ -192,7 +203,7 @@ class Ledger(EventSourcedProjection[UUID]):
         self, items: Sequence[Inbound], refused: dict[int, LedgerError]
     ) -> BatchResult:
         result = BatchResult()
-        batch = Batch(self)
+        batch = Batch(self, self._absent_processed_ids(items))
         for item in items:
             outcome = self._apply_item(item, batch, refused.get(item.position))
             setattr(result, outcome, getattr(result, outcome) + 1)
@@ -205,6 +216,15 @@ class Ledger(EventSourcedProjection[UUID]):
         self._record(processing_event)
         self._take_snapshots(processing_event)
         return result
+
+    def _absent_processed_ids(self, items: Sequence[Inbound]) -> frozenset[UUID]:
+        if self._existing_ids is None:
+            return frozenset()
+        ids = [
+            ProcessedMessage.create_id(i.message.tenant_id, i.message.event_id)
+            for i in items if i.message is not None
+        ]
+        return frozenset(ids) - self._existing_ids(ids)
 
     def _apply_item(self, item: Inbound, batch: Batch, refusal: LedgerError | None) -> str:
         message = item.message

@@ -1,6 +1,7 @@
 """The batch protocol: exactly-once effect, dead letters, refusals that change nothing."""
 
 from decimal import Decimal
+from pathlib import Path
 
 from ledger.application import Inbound
 from ledger.domain.wallet import Wallet
@@ -80,3 +81,21 @@ def test_configuration_of_an_unknown_tenant_is_dead_lettered() -> None:
     d = LedgerDriver()
     d.apply(location())
     assert "unknown tenant" in d.dead_letters()[0].reason
+
+
+def test_a_republished_event_is_a_duplicate_on_a_real_store_too(tmp_path: Path) -> None:
+    # On SQLite and PostgreSQL the duplicate check asks the store once per batch.
+    from consumers.store import open_ledger
+
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        d = LedgerDriver(ledger, source="file:a")
+        d.apply(tenant(), tariff(), location(), driver("w1", "wallet"))
+        message = top_up("w1", "20.00")
+        d.apply(message)
+        again = LedgerDriver(ledger, source="file:b")  # same event, another file
+        result = again.apply(message, top_up("w1", "1.00"))
+        assert (result.duplicates, result.applied) == (1, 1)
+        assert d.get(Wallet, Wallet.create_id("t1", "w1")).balance == Decimal("21.00")
+    finally:
+        ledger.close()
