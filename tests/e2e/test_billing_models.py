@@ -45,12 +45,15 @@ from tests.builders import (
     T0,
     driver,
     location,
+    redeem,
     session_events,
     tariff,
     tenant,
     terminal_authorized,
     tick,
     top_up,
+    voucher_batch,
+    voucher_buying_partner,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -431,6 +434,39 @@ def test_a_terminal_session_is_captured_from_the_terminal_authorization(
     assert found["release"][0]["amount"] == "25.24"
     projected(stack, ledger, t, {"psp_clearing": Decimal("4.76"), "revenue": Decimal("-4.00"),
                                  "vat_payable:19": Decimal("-0.76")})
+
+
+def test_a_partner_bought_voucher_pays_first_and_the_card_pays_the_rest(
+    stack: Stack, producer: Any, ledger: Ledger
+) -> None:
+    t = network(stack, producer, ledger)
+    publish(stack, producer, ledger, voucher_buying_partner("acme", tenant_id=t))
+    publish(stack, producer, ledger,
+            voucher_batch("B1", ["CODE-1", "CODE-2"], amount="3.00", tenant_id=t,
+                          partner_id="acme", price_per_code_net="2.50", vat_rate_percent="19"))
+    publish(stack, producer, ledger, redeem("CODE-1", "post", tenant_id=t))
+    second = redeem("CODE-1", "pre", tenant_id=t)
+    publish(stack, producer, ledger, second)
+    publish(stack, producer, ledger, *session_events("tx-v", "post", "10", tenant_id=t))
+    s = settled(stack, ledger, t, "tx-v")
+    assert s["charged_to"] == [
+        {"payer": "voucher", "id": "CODE-1", "amount_incl_vat": "3.00"},
+        {"payer": "driver", "id": "post", "amount_incl_vat": "1.76"},
+    ]
+    [charge] = wait_for_commands(stack, t, lambda c: len(c) == 1)
+    assert (charge["action"], charge["amount"]) == ("charge", "1.76")
+    def invoiced() -> dict[str, Any] | None:
+        found = current_report(ledger)
+        mine = [i for i in found["invoices"] if i["tenant_id"] == t]
+        return found if any(i["number"] == "V-000001" for i in mine) else None
+
+    report = eventually(stack, "voucher invoice projected", invoiced)
+    [invoice] = [i for i in report["invoices"] if i["tenant_id"] == t and i["kind"] ==
+                 "voucher_batch"]
+    assert (invoice["bill_to"], invoice["total_excl_vat"], invoice["total_incl_vat"]) == (
+        "acme", "5.00", "5.95")
+    refusals = [r for r in report["refusals"]["items"] if r["tenant_id"] == t]
+    assert len(refusals) == 1 and "redeemed" in refusals[0]["reason"]
 
 
 # ---------------------------------------------------------------- all at once
