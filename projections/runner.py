@@ -15,14 +15,19 @@ Positions only grow: asserted on the page, and enforced by the compare-and-set.
 `run_forever` keeps doing so, woken by PostgreSQL's NOTIFY on the events table and polling
 at least every PROJECTION_POLL_INTERVAL_MS anyway, so a lost NOTIFY never stalls it
 (eventsourcing issue #305). `rebuild` drops the read models and catches up from 0.
+Both loops tell an optional `on_page` callback about each page committed (`PageApplied`:
+events, first and last notification id, seconds): that is how `ledger project` logs and
+counts pages, without this package knowing about logs or metrics.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -54,6 +59,20 @@ NotifiedEvent = tuple[int, Event]  # (notification id, domain event)
 
 class PositionConflict(Exception):
     """Another runner moved the position since this one read it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageApplied:
+    """One page committed: its events, first and last notification ids, and the seconds
+    from reading it to its commit (a page lost to a position conflict is not reported)."""
+
+    events: int
+    first_id: int
+    last_id: int
+    seconds: float
+
+
+PageCallback = Callable[[PageApplied], None]
 
 
 def _never() -> bool:
@@ -173,10 +192,13 @@ def catch_up(
     db: ReadModelDatabase,
     *,
     should_stop: Callable[[], bool] = _never,
+    on_page: PageCallback | None = None,
 ) -> int:
     """Apply every notification the log holds now; returns how many were applied.
 
     `should_stop` is asked between pages: a stop request lets the current page commit.
+    `on_page` is called after each page commits; what it raises stops the catch-up (the
+    page stays committed).
     """
     target = ledger.recorder.max_notification_id() or 0
     start = stored_position(db)
@@ -188,6 +210,7 @@ def catch_up(
     for _round in range(rounds_max + POSITION_CONFLICTS_MAX):
         if should_stop() or (start or 0) >= target:
             break
+        started_s = time.monotonic()
         events = read_page(ledger, start)
         if not events:
             break
@@ -201,6 +224,9 @@ def catch_up(
             continue
         applied += len(events)
         start = events[-1][0]
+        if on_page is not None:
+            on_page(PageApplied(len(events), events[0][0], start,
+                                time.monotonic() - started_s))
     return applied
 
 
@@ -220,16 +246,18 @@ def run_forever(
     stop: threading.Event,
     *,
     poll_interval_ms: int = PROJECTION_POLL_INTERVAL_MS,
+    on_page: PageCallback | None = None,
 ) -> int:
     """Catch up, wait for new events, repeat, until `stop` is set; returns events applied.
 
     Each round is bounded: one catch-up (bounded by the log's length when it started) and
     one wait of at most `poll_interval_ms`. Setting `stop` lets the current page commit.
+    `on_page`: as for `catch_up`.
     """
     applied = 0
     with _new_events_signal(ledger, db, stop) as wait_for_new_events:
         while not stop.is_set():
-            applied += catch_up(ledger, db, should_stop=stop.is_set)
+            applied += catch_up(ledger, db, should_stop=stop.is_set, on_page=on_page)
             wait_for_new_events(poll_interval_ms / 1000)
     return applied
 
