@@ -142,3 +142,48 @@ class Metrics:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+# ---------------------------------------------------------------------------- ledger project
+# The projector's metrics, registered beside a `Metrics` (served by its `serve`):
+#
+# | metric | type | labels |
+# | --- | --- | --- |
+# | `evledger_projection_events_total` (events applied to the read models) | counter | |
+# | `evledger_projection_pages_total` (pages committed, one transaction each) | counter | |
+# | `evledger_projection_lag_notifications` (log's max notification id - position) | gauge | |
+# | `evledger_projection_position` (last notification id in the read models) | gauge | |
+# | `evledger_projection_page_seconds` (read, map and commit one page) | histogram | |
+#
+# A page of up to PROJECTION_PAGE_EVENTS_MAX (500) events takes ~0.05-1 s: the batch buckets.
+PROJECTION_PAGE_SECONDS_BUCKETS = BATCH_SECONDS_BUCKETS
+
+
+class ProjectionMetrics:
+    """The metrics of `ledger project`, in the registry of the process's `Metrics`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "evledger_projection_events", "Events applied to the read models.",
+            registry=registry,
+        )
+        self.pages = Counter(
+            "evledger_projection_pages",
+            "Pages of events committed to the read models (one transaction each).",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "evledger_projection_lag_notifications",
+            "The event log's last notification id minus the read models' position"
+            " (updated at start and after each page).",
+            registry=registry,
+        )
+        self.position = Gauge(
+            "evledger_projection_position",
+            "Last notification id applied to the read models.", registry=registry,
+        )
+        self.page_seconds = Histogram(
+            "evledger_projection_page_seconds",
+            "Read, map and commit one page of events, in seconds.",
+            buckets=PROJECTION_PAGE_SECONDS_BUCKETS, registry=registry,
+        )

@@ -1,28 +1,58 @@
-"""`ledger project [--store URL] [--once | --rebuild]`: keep the read models up to date.
+"""`ledger project [--store URL] [--metrics-port PORT] [--once | --rebuild]`: keep the read
+models up to date.
 
 Long-running by default: catches up, then waits for new events (PostgreSQL NOTIFY, with a
 poll every PROJECTION_POLL_INTERVAL_MS so a lost NOTIFY never stalls it; SQLite: the poll
-only). SIGTERM or SIGINT lets the page in progress commit, then exits 0. `--once` catches
-up and exits; `--rebuild` drops every read-model table, projects the whole log again and
-exits (stop the long-running projector first). Both print their throughput to stderr.
+only). SIGTERM or SIGINT lets the page in progress commit, then exits 0. While it runs it
+logs JSON lines on stderr (consumers/observability.py): `started`, one `page_applied` per
+page committed (events, first and last notification id, seconds, lag), `stopped` (with a
+human summary); and, with a metrics port (`--metrics-port`, else $LEDGER_METRICS_PORT,
+else 0 = off), serves `evledger_projection_*` Prometheus metrics: events and pages applied,
+the lag behind the log, the position, page latency.
+
+`--once` catches up and exits; `--rebuild` drops every read-model table, projects the whole
+log again and exits (stop the long-running projector first). Both print their throughput to
+stderr as one line of text, and serve no metrics (an explicit --metrics-port is an error;
+$LEDGER_METRICS_PORT, meant for the long-running projector, is ignored).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from types import FrameType
 
 from consumers.cli import CliError
-from consumers.store import open_store, store_url_from
-from projections.database import open_read_model
-from projections.runner import catch_up, ensure_schema, rebuild, run_forever, stored_position
+from consumers.observability import (
+    Metrics,
+    ProjectionMetrics,
+    configure_logging,
+    get_logger,
+    log_event,
+)
+from consumers.settings import METRICS_PORT_ENV_VAR, PORT_MAX
+from consumers.store import open_store, redacted_url, store_url_from
+from ledger.application import Ledger
+from projections.database import ReadModelDatabase, open_read_model
+from projections.runner import (
+    PageApplied,
+    catch_up,
+    ensure_schema,
+    rebuild,
+    run_forever,
+    stored_position,
+)
 from projections.values import ProjectionError
+
+# Seconds in the JSON lines: enough digits for a page that takes a millisecond.
+LOGGED_SECONDS_DIGITS = 4
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--store", metavar="URL",
         help="sqlite:///PATH or postgresql://USER@HOST/DB (default: $LEDGER_STORE, else"
         " sqlite:///./evledger.db)",
+    )
+    parser.add_argument(
+        "--metrics-port", metavar="PORT", type=int,
+        help=f"serve Prometheus metrics on this port while running, 0 = off (default: "
+        f"${METRICS_PORT_ENV_VAR}, else 0)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="catch up, then exit")
@@ -62,7 +97,34 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+def metrics_port_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """--metrics-port, else $LEDGER_METRICS_PORT, else 0 (off); as `ledger consume` reads it."""
+    env = os.environ if environ is None else environ
+    port: int | None = args.metrics_port
+    if port is None:
+        text = env.get(METRICS_PORT_ENV_VAR, "")
+        if text == "":
+            return 0
+        try:
+            port = int(text)
+        except ValueError:
+            raise CliError(f"{METRICS_PORT_ENV_VAR}={text!r} is not an integer") from None
+    if not 0 <= port <= PORT_MAX:
+        raise CliError(f"bad metrics port {port}: 0 (off) or 1..{PORT_MAX}")
+    return port
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.once or args.rebuild:
+        if args.metrics_port is not None:
+            raise CliError("--metrics-port is for the long-running projector, not --once or"
+                           " --rebuild")
+        return run_to_the_end(args)
+    return run_until_stopped(args, metrics_port_from(args))
+
+
+def run_to_the_end(args: argparse.Namespace) -> int:
+    """--once or --rebuild: one pass, one line of text on stderr."""
     with closing(open_store(store_url_from(args.store))) as ledger, \
             closing(open_read_model(ledger)) as db:
         started_s = time.monotonic()
@@ -72,20 +134,68 @@ def run(args: argparse.Namespace) -> int:
                 what = "rebuilt from"
             else:
                 ensure_schema(db)
-                if args.once:
-                    applied = catch_up(ledger, db)
-                    what = "caught up with"
-                else:
-                    with stop_on_signals() as stop:
-                        applied = run_forever(ledger, db, stop)
-                    what = "stopped after"
+                applied = catch_up(ledger, db)
+                what = "caught up with"
         except ProjectionError as exc:
             raise CliError(f"projection stopped: {exc}") from exc
-        elapsed_s = time.monotonic() - started_s
-        rate = f"{applied / elapsed_s:,.0f} events/s" if elapsed_s > 0 and applied else "-"
-        print(
-            f"ledger project: {what} {applied} events in {elapsed_s:.2f} s ({rate});"
-            f" read models at notification {stored_position(db) or 0}",
-            file=sys.stderr,
-        )
+        print(summary(what, applied, time.monotonic() - started_s, db), file=sys.stderr)
     return 0
+
+
+def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
+    """The long-running projector: JSON lines on stderr, metrics on `metrics_port`."""
+    store_url = store_url_from(args.store)
+    configure_logging()
+    log = get_logger("project")
+    metrics = Metrics()
+    projection = ProjectionMetrics(metrics.registry)
+    with closing(open_store(store_url)) as ledger, closing(open_read_model(ledger)) as db:
+        try:
+            metrics.serve(metrics_port)
+            ensure_schema(db)
+            position = stored_position(db) or 0
+            lag = _lag(ledger, position)
+            projection.position.set(position)
+            projection.lag.set(lag)
+
+            def on_page(page: PageApplied) -> None:
+                page_lag = _lag(ledger, page.last_id)
+                projection.events.inc(page.events)
+                projection.pages.inc()
+                projection.page_seconds.observe(page.seconds)
+                projection.position.set(page.last_id)
+                projection.lag.set(page_lag)
+                log_event(log, "page_applied", events=page.events,
+                          first_notification_id=page.first_id,
+                          last_notification_id=page.last_id,
+                          seconds=round(page.seconds, LOGGED_SECONDS_DIGITS), lag=page_lag)
+
+            started_s = time.monotonic()
+            with stop_on_signals() as stop:
+                log_event(log, "started", store=redacted_url(store_url), position=position,
+                          lag=lag, metrics_port=metrics_port)
+                applied = run_forever(ledger, db, stop, on_page=on_page)
+            elapsed_s = time.monotonic() - started_s
+        except ProjectionError as exc:
+            log_event(log, "failed", logging.ERROR, error=str(exc))
+            raise CliError(f"projection stopped: {exc}") from exc
+        finally:
+            metrics.close()
+        final = stored_position(db) or 0
+        log_event(log, "stopped", events=applied,
+                  seconds=round(elapsed_s, LOGGED_SECONDS_DIGITS), position=final,
+                  summary=summary("stopped after", applied, elapsed_s, db))
+    return 0
+
+
+def _lag(ledger: Ledger, position: int) -> int:
+    """How far the read models are behind the log: its last notification id - position."""
+    return max((ledger.recorder.max_notification_id() or 0) - position, 0)
+
+
+def summary(what: str, applied: int, elapsed_s: float, db: ReadModelDatabase) -> str:
+    rate = f"{applied / elapsed_s:,.0f} events/s" if elapsed_s > 0 and applied else "-"
+    return (
+        f"ledger project: {what} {applied} events in {elapsed_s:.2f} s ({rate});"
+        f" read models at notification {stored_position(db) or 0}"
+    )

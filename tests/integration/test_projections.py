@@ -3,11 +3,15 @@ views, and the same report from SQLite and PostgreSQL. Each body runs on both st
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,12 +20,13 @@ from typing import Any
 
 import pytest
 
+from consumers.benchmarks.ingest import wait_until
 from consumers.event_file import write_event_file
 from consumers.store import open_ledger
 from ledger.application import Inbound, Ledger
 from ledger.domain.journal import transfer
 from ledger.domain.wallet import Wallet
-from ledger.limits import PROJECTION_POLL_INTERVAL_MS
+from ledger.limits import PROJECTION_PAGE_EVENTS_MAX, PROJECTION_POLL_INTERVAL_MS
 from projections.database import open_read_model
 from projections.runner import catch_up, ensure_schema, run_forever, stored_position
 from projections.sql import TABLE_NAMES, select_all
@@ -45,6 +50,7 @@ pytestmark = pytest.mark.integration
 # at the latest after PROJECTION_POLL_INTERVAL_MS; this bounds a hang on a loaded machine.
 PROJECTOR_DEADLINE_S = 60
 POSITION_POLL_INTERVAL_S = 0.05
+METRICS_SCRAPE_TIMEOUT_S = 10
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -218,3 +224,117 @@ def test_a_double_booking_stops_the_projection_and_writes_nothing_of_its_page(
 
         assert stored_position(db) == position
         assert db.query(select_all("rm_journal_postings")) == before
+
+
+# ---------------------------------------------------------------------------- observability
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> str:
+    """The metrics page, or "" while the server is not listening yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                    timeout=METRICS_SCRAPE_TIMEOUT_S) as response:
+            return str(response.read().decode())
+    except (urllib.error.URLError, ConnectionError):
+        return ""
+
+
+def sample(page: str, name: str) -> float | None:
+    """The value of an unlabelled sample on a Prometheus text page."""
+    for line in page.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_the_projector_logs_a_json_line_per_page_and_serves_its_metrics(
+    tmp_path: Path, store_url: str
+) -> None:
+    # More than two pages wait before it starts, so it begins with a lag and several pages.
+    waiting = apply_without_projecting(store_url, "test:before",
+                                       day_messages(80, tenants=("t1",)))
+    assert waiting > 2 * PROJECTION_PAGE_EVENTS_MAX
+    port = free_port()
+    projector = subprocess.Popen(
+        [*LEDGER_COMMAND, "project", "--store", store_url, "--metrics-port", str(port)],
+        cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    scraped: list[str] = []
+    try:
+        with closing(open_ledger(store_url)) as writer:
+            writer.apply_batch([Inbound("test:after", 1, top_up("t1-d1", "7.00"), raw="top-up")])
+            last_id = writer.recorder.max_notification_id()
+        assert last_id is not None
+
+        def caught_up() -> bool:
+            scraped.append(scrape(port))
+            return sample(scraped[-1], "evledger_projection_position") == last_id or (
+                projector.poll() is not None)
+
+        wait_until(caught_up, PROJECTOR_DEADLINE_S, "metrics showing the log's last event")
+        assert projector.poll() is None, "the projector runs until it is told to stop"
+    finally:
+        projector.send_signal(signal.SIGTERM)
+        stdout, stderr = projector.communicate(timeout=PROJECTOR_DEADLINE_S)
+
+    assert projector.returncode == 0, stderr
+    assert stdout == ""
+    logged = [json.loads(line) for line in stderr.splitlines()]  # every line is JSON
+    assert all(line["logger"] == "evledger.project" for line in logged), stderr
+    assert logged[0]["event"] == "started"
+    assert (logged[0]["position"], logged[0]["metrics_port"]) == (0, port)
+    # Behind by everything: the top-up may have been recorded before it started, or not.
+    assert logged[0]["lag"] in (waiting, last_id)
+    assert logged[-1]["event"] == "stopped"
+    assert logged[-1]["position"] == last_id
+    assert f"read models at notification {last_id}" in logged[-1]["summary"]
+    pages = [line for line in logged if line["event"] == "page_applied"]
+    assert len(pages) >= 3
+    assert pages[0]["first_notification_id"] == 1
+    for before, after in itertools.pairwise(pages):
+        assert after["first_notification_id"] > before["last_notification_id"]
+    assert pages[-1]["last_notification_id"] == last_id
+    assert all(0 < p["events"] <= PROJECTION_PAGE_EVENTS_MAX and p["seconds"] >= 0
+               for p in pages)
+    assert pages[-1]["lag"] == 0
+
+    page = scraped[-1]
+    with closing(open_ledger(store_url)) as ledger:
+        notifications = len(ledger.recorder.select_notifications(start=1, limit=1_000_000))
+    assert sample(page, "evledger_projection_events_total") == notifications
+    assert sum(p["events"] for p in pages) == notifications
+    assert sample(page, "evledger_projection_pages_total") == len(pages)
+    assert sample(page, "evledger_projection_lag_notifications") == 0
+    assert sample(page, "evledger_projection_page_seconds_count") == len(pages)
+    assert 'evledger_projection_page_seconds_bucket{le="+Inf"}' in page
+
+
+def test_the_metrics_port_comes_from_the_option_else_the_environment(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from consumers.cli import CliError, build_parser
+    from consumers.commands.project import metrics_port_from
+
+    def port(*argv: str, env: dict[str, str]) -> int:
+        return metrics_port_from(build_parser().parse_args(["project", *argv]), env)
+
+    assert port(env={}) == 0
+    assert port(env={"LEDGER_METRICS_PORT": "9464"}) == 9464
+    assert port("--metrics-port", "9100", env={"LEDGER_METRICS_PORT": "9464"}) == 9100
+    for argv, env, message in (
+        ((), {"LEDGER_METRICS_PORT": "lots"}, "is not an integer"),
+        (("--metrics-port", "70000"), {}, "bad metrics port 70000"),
+    ):
+        with pytest.raises(CliError, match=message):
+            port(*argv, env=env)
+
+    code, _out, err = ledger_cli(capsys, "project", "--once", "--metrics-port", "9100",
+                                 "--store", store_url)
+    assert code == 2
+    assert "--metrics-port is for the long-running projector" in err
