@@ -16,6 +16,7 @@ from ledger.domain.errors import LedgerError
 # Order here is the order of `ledger --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.price",
+    "consumers.commands.cdr",
     "consumers.commands.bench",
     "consumers.commands.ingest",
     "consumers.commands.project",
