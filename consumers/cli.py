@@ -15,18 +15,19 @@ from ledger.domain.errors import LedgerError
 
 # Order here is the order of `ledger --help`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "consumers.commands.demo",
+    "consumers.commands.simulate",
+    "consumers.commands.ingest",
+    "consumers.commands.report",
     "consumers.commands.price",
     "consumers.commands.cdr",
-    "consumers.commands.bench",
-    "consumers.commands.ingest",
-    "consumers.commands.project",
-    "consumers.commands.report",
     "consumers.commands.consume",
     "consumers.commands.relay",
+    "consumers.commands.project",
     "consumers.commands.topics",
-    "consumers.commands.simulate",
-    "consumers.commands.demo",
+    "consumers.commands.dead_letters",
     "consumers.commands.psp_simulator",
+    "consumers.commands.bench",
 )
 
 

@@ -255,7 +255,9 @@ class Ledger(EventSourcedProjection[UUID]):
             outcome = "refused"
         else:
             self._dead_letter(item, str(refusal), batch)
-            outcome = "dead_lettered"
+            # Not marked processed: once its cause is fixed (say, configuration that arrived
+            # late), `ledger dead-letters redrive` can still apply it, exactly once.
+            return "dead_lettered"
         batch.add(ProcessedMessage(message.tenant_id, message.event_id, item.source))
         return outcome
 

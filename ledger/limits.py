@@ -78,3 +78,7 @@ assert PRODUCER_DELIVERY_TIMEOUT_MS >= PRODUCER_LINGER_MS + KAFKA_REQUEST_TIMEOU
 assert RELAY_FLUSH_TIMEOUT_MS > PRODUCER_DELIVERY_TIMEOUT_MS
 assert PRODUCER_IN_FLIGHT_REQUESTS_MAX <= 5, "idempotent ordering needs <= 5 in flight"
 assert 1 <= TOPIC_PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX
+
+# Dead letters one `ledger dead-letters` call lists or redrives: they are exceptions, and
+# more than this means something upstream is broken and wants fixing, not redriving.
+DEAD_LETTERS_LISTED_MAX = 10_000

@@ -56,6 +56,16 @@ class DeadLetter(Aggregate):
         self.reason = reason
         self.payload = payload
         self.received_at = received_at
+        self.redrive_outcome: str | None = None
+
+    @event("Redriven")
+    def record_redrive(self, outcome: str, at: datetime) -> None:
+        """An operator applied it again after fixing its cause; `outcome` says how it went."""
+        self.redrive_outcome = outcome
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.redrive_outcome in ("applied", "duplicate", "refused")
 
 
 class Refusal(Aggregate):
