@@ -1,10 +1,12 @@
 """`ledger simulate --sessions N --seed S --out FILE [--tenants K] [--faults]`.
 
 Writes one simulated operator day (or K operators' days) as an event file
-(../shared/CONTRACT.md, "Event lines"): configuration first, then top-ups, terminal
-authorizations, OCPP TransactionEvents, hourly clock ticks through eight days after the day,
-and the PSP's answers to what the ledger asked, each after the event that caused it. The
-same arguments always write the same bytes. See consumers/simulation/ and docs/demo.md.
+(../shared/CONTRACT.md, "Event lines"): configuration first (a voucher-buying partner
+included), then voucher batches and redemptions (three refused: a second redemption, an
+expired code, an unknown code), top-ups, terminal authorizations, OCPP TransactionEvents,
+hourly clock ticks through eight days after the day, and the PSP's answers to what the
+ledger asked, each after the event that caused it. The same arguments always write the same
+bytes. See consumers/simulation/ and docs/demo.md.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "simulate",
         help="write a realistic, deterministic day of events (JSON lines) for `ledger ingest`",
-        description="Simulate one operator day (configuration, wallet top-ups, OCPP sessions"
-        " under every billing model, clock ticks, the PSP's answers) and write it as an event"
-        " file. Deterministic: the same arguments give the same bytes.",
+        description="Simulate one operator day (configuration, vouchers, wallet top-ups,"
+        " OCPP sessions under every billing model, clock ticks, the PSP's answers) and write"
+        " it as an event file. Deterministic: the same arguments give the same bytes.",
     )
     parser.add_argument("--sessions", required=True, type=int, metavar="N",
                         help=f"charging sessions in all (1..{SESSIONS_MAX})")
@@ -65,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot write {out}: {exc}") from exc
     sessions = sum(n for k, n in result.counts.items() if k.startswith("session:"))
+    redemptions = sum(len(plan.redemptions) for plan in result.vouchers)
     print(
-        f"ledger simulate: {written} events, {sessions} sessions, {len(result.tenants)}"
-        f" tenant(s), seed {options.seed}{', with faults' if options.faults else ''}"
+        f"ledger simulate: {written} events, {sessions} sessions, {redemptions} voucher"
+        f" redemptions, {len(result.tenants)} tenant(s), seed {options.seed}"
+        f"{', with faults' if options.faults else ''}"
         f" -> {out} ({time.monotonic() - started_s:.1f} s)",
         file=sys.stderr,
     )

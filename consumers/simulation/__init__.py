@@ -4,5 +4,7 @@
 - `planner`: who charges where and when, wallet top-ups, terminal authorizations;
 - `charge_point`: one session as its station reports it over OCPP 2.0.1;
 - `psp`: how the PSP's test mode answers payment commands (pure);
+- `vouchers`: a campaign of session credit, a partner's balance codes, who redeems what
+  (three redemptions the ledger refuses);
 - `scenario`: the day played out against the real ledger in memory, as event lines.
 """

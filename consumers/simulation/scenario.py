@@ -1,10 +1,13 @@
 """The simulated day, played out against the real ledger, as the Kafka topics would carry it.
 
 `simulate(options)` returns the event lines of `ledger simulate`, in publication order:
-1. every operator's configuration (tenant, tariffs, locations, drivers), a week before;
-2. then, in event-time order: wallet top-ups, terminal authorizations, the charging
-   stations' TransactionEvents, hourly ClockTicked events through eight days after the day
-   (so post-paid retries run), and the PSP's answers.
+1. every operator's configuration (tenant, tariffs, locations, drivers, and the partner who
+   buys vouchers), a week before;
+2. then, in event-time order: voucher batches (a campaign two days before, the partner's
+   the day before; `vouchers.py`), voucher redemptions (three of them refused by the
+   ledger with a reason), wallet top-ups, terminal authorizations, the charging stations'
+   TransactionEvents, hourly ClockTicked events through eight days after the day (so
+   post-paid retries run), and the PSP's answers.
 
 The PSP's answers are the only events that depend on the ledger: a PaymentCommand exists
 only once the ledger has decided to send it. So the simulation runs the real `Ledger` in
@@ -53,6 +56,13 @@ from consumers.simulation.network import (
 )
 from consumers.simulation.planner import DayPlan, day_start_utc, plan_day
 from consumers.simulation.psp import Psp, PspPolicy
+from consumers.simulation.vouchers import (
+    VoucherPlan,
+    batch_issued,
+    partner_configured,
+    plan_vouchers,
+    redemption_requested,
+)
 from ledger.application import Inbound, Ledger
 from ledger.domain.outbox import OutboundCommand
 from ledger.messages import (
@@ -113,6 +123,7 @@ class SimulationResult:
     lines: list[str]
     tenants: list[TenantSpec]
     counts: Counter[str] = field(default_factory=Counter)
+    vouchers: list[VoucherPlan] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +155,9 @@ class _Simulation:
         self._notification_id = 0
         self._runs: dict[tuple[str, str], SessionRun] = {}
         self._ids: dict[str, EventIds] = {}
+        # Vouchers count their own event ids (kinds of their own, so never the same id):
+        # the rest of the day keeps the ids it would have without them.
+        self._voucher_ids: dict[str, EventIds] = {}
         self._faults: _Faults | None = None
         self._stashed: dict[str, TransactionEvent] = {}
         self._results_published = 0
@@ -155,6 +169,7 @@ class _Simulation:
         options = self.options
         tenants: list[TenantSpec] = []
         plans: list[DayPlan] = []
+        vouchers: list[VoucherPlan] = []
         base, extra = divmod(options.sessions, options.tenants)
         for index in range(options.tenants):
             rng = random.Random(f"evledger-simulate:{options.seed}:{index}")
@@ -162,15 +177,24 @@ class _Simulation:
             tenant = build_tenant(index, count, rng)
             tenants.append(tenant)
             self._ids[tenant.tenant_id] = EventIds(tenant.tenant_id)
-            plans.append(plan_day(tenant, count, options.day, rng))
+            self._voucher_ids[tenant.tenant_id] = EventIds(tenant.tenant_id)
+            plan = plan_day(tenant, count, options.day, rng)
+            plans.append(plan)
+            # A stream of its own: the network and the day are drawn as without vouchers.
+            voucher_rng = random.Random(f"evledger-vouchers:{options.seed}:{index}")
+            vouchers.append(plan_vouchers(tenant, plan, options.day, voucher_rng))
         configured_at = min(day_start_utc(options.day, t.time_zone) for t in tenants)
         configured_at -= CONFIGURED_BEFORE_DAY
-        for tenant in tenants:
+        for tenant, voucher_plan in zip(tenants, vouchers, strict=True):
             for message in configuration_events(
                 tenant, configured_at, self._ids[tenant.tenant_id]
             ):
                 self._publish(message, configured_at)
-        for tenant, plan in zip(tenants, plans, strict=True):
+            partner = partner_configured(
+                voucher_plan, configured_at, self._voucher_ids[tenant.tenant_id])
+            self._publish(partner, configured_at)
+        for tenant, plan, voucher_plan in zip(tenants, plans, vouchers, strict=True):
+            self._schedule_vouchers(voucher_plan)
             self._schedule_day(tenant, plan)
         if options.faults:
             self._faults = self._plan_faults(tenants[0], plans[0])
@@ -178,7 +202,18 @@ class _Simulation:
         self._drain()
         unfinished = [tx for (_, tx), r in self._runs.items() if not r.done]
         assert not unfinished, f"sessions still running after the last tick: {unfinished}"
-        return SimulationResult(self.lines, tenants, self.counts)
+        return SimulationResult(self.lines, tenants, self.counts, vouchers)
+
+    def _schedule_vouchers(self, plan: VoucherPlan) -> None:
+        ids = self._voucher_ids[plan.tenant_id]
+        for batch in plan.batches:
+            self.counts[f"voucher_batch:{batch.kind}"] += 1
+            message = batch_issued(plan.tenant_id, batch, ids)
+            self._at(batch.issued_at, self._publisher(message))
+        for redemption in plan.redemptions:
+            self.counts[f"voucher_redemption:{redemption.expected}"] += 1
+            request = redemption_requested(plan.tenant_id, redemption, ids)
+            self._at(redemption.at, self._publisher(request))
 
     def _schedule_day(self, tenant: TenantSpec, plan: DayPlan) -> None:
         ids = self._ids[tenant.tenant_id]

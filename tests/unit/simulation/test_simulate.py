@@ -23,15 +23,24 @@ from consumers.commands.ingest import ingest_file
 from consumers.event_file import EventLine, read_event_file
 from ledger.application import BatchResult, Ledger
 from ledger.domain.inbox import DeadLetter, Refusal
+from ledger.domain.invoice import InvoiceSeries
+from ledger.domain.journal import JournalEntry
 from ledger.domain.outbox import OutboundCommand
 from ledger.domain.session import ChargingSession
+from ledger.domain.voucher import Voucher
+from ledger.domain.wallet import Wallet
 from ledger.messages import (
     ClockTicked,
     Configuration,
+    DriverConfigured,
     Envelope,
+    LocationConfigured,
+    PartnerConfigured,
     PaymentResult,
     TenantConfigured,
     TransactionEvent,
+    VoucherBatchIssued,
+    VoucherRedemptionRequested,
     parse_message,
 )
 
@@ -63,6 +72,16 @@ class Replayed:
 
     def of_type(self, cls: type[Envelope]) -> list[Any]:
         return [m for m in self.messages if isinstance(m, cls)]
+
+    def journal(self) -> list[JournalEntry]:
+        """Every entry booked, by whichever event booked it."""
+        notifications = self.ledger.recorder.select_notifications(start=1, limit=10_000_000)
+        return [
+            JournalEntry.from_dict(data)
+            for n in notifications
+            for data in getattr(self.ledger.mapper.to_domain_event(n), "journal_entries", None)
+            or []
+        ]
 
 
 def simulate_to(path: Path, *args: str) -> bytes:
@@ -198,9 +217,11 @@ def test_the_replay_settles_every_session_under_every_billing_model(day: Replaye
         shares = sum(Decimal(s["amount_incl_vat"]) for s in event.settlement["charged_to"])
         assert shares == event.settlement["total_incl_vat"]
     assert day.result.dead_lettered == 0
-    assert day.result.refused == 0
     assert not day.events(DeadLetter, "Recorded")
-    assert not day.events(Refusal, "Refused")
+    # The only refusals are the voucher redemptions planned to be refused.
+    refused = day.events(Refusal, "Refused")
+    assert day.result.refused == len(refused) == 3
+    assert {r.type_name for r in refused} == {"VoucherRedemptionRequested"}
 
 
 def test_every_payment_command_is_answered_once_by_its_id(day: Replayed) -> None:
@@ -278,3 +299,96 @@ def test_faults_add_duplicates_reordering_a_late_event_and_two_dead_letters(
     assert "not JSON" in reasons and "unknown tenant 'cpo-unknown'" in reasons
     settled = faulty_day.events(ChargingSession, "Settled")
     assert len(settled) == SESSIONS
+
+
+# ---------------------------------------------------------------- vouchers
+def started_sessions(day: Replayed) -> dict[str, TransactionEvent]:
+    return {tx: events[0] for tx, events in by_transaction(day.messages).items()}
+
+
+def test_the_day_issues_a_campaign_of_session_credit_and_a_partner_bought_balance_batch(
+    day: Replayed,
+) -> None:
+    batches = day.of_type(VoucherBatchIssued)
+    campaign = [b for b in batches if b.bought_by_partner_id is None]
+    bought = [b for b in batches if b.bought_by_partner_id is not None]
+    assert campaign and {b.kind for b in campaign} == {"session_credit"}
+    assert any(b.site_location_ids for b in campaign) and any(
+        not b.site_location_ids for b in campaign)
+    city = {m.location_id for m in day.of_type(LocationConfigured) if "CITY" in m.location_id}
+    assert {loc for b in campaign for loc in b.site_location_ids} == city
+    starts = [e.occurred_at for e in started_sessions(day).values()]
+    mid_day = [b for b in campaign if min(starts) < b.expires_at < max(starts)]
+    assert len(mid_day) == 1, "one batch expires while the day's sessions run"
+    [gift] = bought
+    assert gift.kind == "balance" and gift.price_per_code_net is not None
+    assert gift.vat_rate_percent == Decimal("19")
+    # The partner is configured (with the configuration) before its batch is issued.
+    [partner] = day.of_type(PartnerConfigured)
+    assert partner.partner_id == gift.bought_by_partner_id
+    assert day.messages.index(partner) < day.messages.index(gift)
+    invoices = [e.document for e in day.events(InvoiceSeries, "Issued")
+                if e.document["kind"] == "voucher_batch"]
+    assert [(i["bill_to"], i["total_excl_vat"]) for i in invoices] == [
+        (partner.partner_id, gift.price_per_code_net * len(gift.codes))]
+
+
+def test_drivers_of_every_model_redeem_and_their_credit_pays_part_of_their_sessions(
+    day: Replayed,
+) -> None:
+    models = {m.driver_id: m.billing_model for m in day.of_type(DriverConfigured)}
+    redeemed = day.events(Voucher, "Redeemed")
+    assert len(redeemed) == 9
+    assert len({e.driver_id for e in redeemed}) == 9, "each holder is another driver"
+    assert {models[e.driver_id] for e in redeemed} == {"post_paid", "pre_authorization",
+                                                      "wallet"}
+    settled = [e.settlement for e in day.events(ChargingSession, "Settled")]
+    with_credit = [s for s in settled if any(p["payer"] == "voucher" for p in s["charged_to"])]
+    assert {s["billing_model"] for s in with_credit} == {"post_paid", "pre_authorization",
+                                                         "wallet"}
+    for s in with_credit:
+        assert all(Decimal(p["amount_incl_vat"]) > 0 for p in s["charged_to"])
+        assert sum(Decimal(p["amount_incl_vat"]) for p in s["charged_to"]) == s[
+            "total_incl_vat"]
+    # The partner's balance codes went into two wallets.
+    gift = next(b for b in day.of_type(VoucherBatchIssued) if b.bought_by_partner_id)
+    into_wallets = [e for e in day.events(Wallet, "Credited") if e.reason == "voucher"]
+    assert [e.amount for e in into_wallets] == [gift.amount_per_code] * 2
+
+
+def test_credit_pays_only_at_its_sites_and_before_it_expires(day: Replayed) -> None:
+    issued = {e.originator_id: e for e in day.events(Voucher, "Issued")}
+    starts = started_sessions(day)
+    used = day.events(Voucher, "Used")
+    assert used
+    for use in used:
+        voucher, started = issued[use.originator_id], starts[use.transaction_id]
+        assert not voucher.site_location_ids or started.location_id in voucher.site_location_ids
+        assert started.occurred_at < voucher.expires_at
+    # A site-restricted and an expiring credit were redeemed by drivers who charged, but
+    # elsewhere or too late: held, never used.
+    used_codes = {issued[u.originator_id].code for u in used}
+    charged = {s["driver_id"] for s in (e.settlement for e in day.events(
+        ChargingSession, "Settled"))}
+    unused = [issued[r.originator_id] for r in day.events(Voucher, "Redeemed")
+              if issued[r.originator_id].code not in used_codes and r.driver_id in charged]
+    assert any(v.site_location_ids for v in unused)
+    assert any(v.expires_at < max(s.occurred_at for s in starts.values()) for v in unused)
+
+
+def test_three_redemptions_are_refused_with_their_reasons(day: Replayed) -> None:
+    requests = day.of_type(VoucherRedemptionRequested)
+    assert len(requests) == 12
+    reasons = sorted(r.reason for r in day.events(Refusal, "Refused"))
+    assert len(reasons) == 3
+    assert any(r.endswith("is already redeemed") for r in reasons), reasons
+    assert any(" expired at " in r for r in reasons), reasons
+    assert any(r.startswith("unknown voucher code") for r in reasons), reasons
+
+
+def test_the_journal_balances_with_vouchers_booked(day: Replayed) -> None:
+    entries = day.journal()
+    assert all(sum(p.amount for p in e.postings) == 0 for e in entries)
+    assert len({e.entry_id for e in entries}) == len(entries)
+    accounts = {p.account.split(":")[0] for e in entries for p in e.postings}
+    assert {"discounts", "voucher_credit", "partner_receivable"} <= accounts
