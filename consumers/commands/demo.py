@@ -1,13 +1,17 @@
 """`ledger demo [--json] [--out DIR]`: a day of one operator, end to end, with no servers.
 
 1. simulate a day with every billing model the ledger runs (DEMO_SESSIONS sessions, a fixed
-   seed, faults on so deduplication and dead-lettering show) and write it to DIR/day.jsonl;
+   seed, faults on so deduplication and dead-lettering show), vouchers included (a
+   campaign of session credit, a partner's balance codes, redemptions, three refused), and
+   write it to DIR/day.jsonl;
 2. ingest it into an embedded SQLite store, DIR/evledger.db, exactly as `ledger ingest`
    does (same functions);
 3. print what finance looks at: `ledger report`'s summary (sessions by billing model,
    invoices and receipts by series, wallet balances, journal check, dead letters with their
-   reasons), preceded by what was simulated and followed by drivers' outstanding and overdue
-   debt; with `--json`, exactly what `ledger report --json` prints for that store.
+   reasons), preceded by what was simulated and followed by vouchers (sessions paid with
+   session credit, the partner's invoice, refusals with their reasons) and drivers'
+   outstanding and overdue debt; with `--json`, exactly what `ledger report --json` prints
+   for that store.
 
 DIR defaults to a fresh temporary directory, so two runs never mix; it is kept, and named
 on stderr, so `ledger report --store sqlite:///DIR/evledger.db` can look again. Re-running
@@ -22,6 +26,7 @@ import tempfile
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
 
@@ -31,12 +36,20 @@ from consumers.cli import CliError
 from consumers.commands.ingest import ingest_file, source_for
 from consumers.event_file import write_event_file
 from consumers.simulation.scenario import SimulationOptions, simulate
+from consumers.simulation.vouchers import VoucherPlan
 from consumers.store import open_store
 from ledger.application import BatchResult, Ledger
 from ledger.domain.driver_account import DriverAccount
+from ledger.domain.money import Money
 from projections import sql
 from projections.database import open_read_model
-from projections.report import Report, current_report, render_json, render_summary
+from projections.report import (
+    SUMMARY_LINES_MAX,
+    Report,
+    current_report,
+    render_json,
+    render_summary,
+)
 from projections.values import amount_from_minor
 
 DEMO_SESSIONS = 200
@@ -78,6 +91,7 @@ class DemoRun:
     report: Report
     owed: list[tuple[str, str, str, str]]  # tenant, driver, amount, currency
     overdue: dict[tuple[str, str], str]  # (tenant, driver) -> overdue amount
+    vouchers: list[VoucherPlan]  # what was simulated; what the ledger did is in `report`
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,7 +135,7 @@ def run_demo(directory: Path) -> DemoRun:
         directory=directory, event_file=event_file, store_url=store_url,
         events=len(simulated.lines), simulate_s=simulate_s,
         ingest_s=time.monotonic() - started_s, ingested=ingested, report=report,
-        owed=owed, overdue=overdue,
+        owed=owed, overdue=overdue, vouchers=simulated.vouchers,
     )
 
 
@@ -156,7 +170,8 @@ def outstanding_receivables(ledger: Ledger) -> list[tuple[str, str, str, str]]:
 def render_text(demo: DemoRun) -> str:
     ingested = demo.ingested
     lines = [
-        "evledger demo: one simulated operator day, every billing model side by side",
+        "evledger demo: one simulated operator day, every billing model side by side,"
+        " vouchers included",
         f"  simulated {DEMO_SESSIONS} sessions (seed {DEMO_SEED}, with faults):"
         f" {demo.events} events in {demo.simulate_s:.1f} s -> {demo.event_file}",
         f"  ingested into {demo.store_url} in {demo.ingest_s:.1f} s: applied"
@@ -165,6 +180,7 @@ def render_text(demo: DemoRun) -> str:
         f" {ingested.commands_issued}",
         "",
         render_summary(demo.report).rstrip("\n"),
+        *render_vouchers(demo),
     ]
     lines.append(
         f"Outstanding driver debt: {len(demo.owed)} drivers (sessions billed, card payment"
@@ -175,3 +191,56 @@ def render_text(demo: DemoRun) -> str:
         status = f"overdue {overdue}" if overdue else "retrying"
         lines.append(f"  {tenant:<16} {driver:<22} {amount:>12} {currency}  {status}")
     return "\n".join(lines) + "\n"
+
+
+def render_vouchers(demo: DemoRun) -> list[str]:
+    """Vouchers: what was issued and asked, sessions paid with credit, the partner's
+    invoices, and every refusal with its reason."""
+    report = demo.report
+    batches = [b for plan in demo.vouchers for b in plan.batches]
+    campaign = [b for b in batches if b.partner_id is None]
+    bought = [b for b in batches if b.partner_id is not None]
+    asked = sum(len(plan.redemptions) for plan in demo.vouchers)
+    refused = [r for r in report["refusals"]["items"]
+               if r["type"] == "VoucherRedemptionRequested"]
+    lines = [
+        f"Vouchers: {len(batches)} batches ({len(campaign)} campaign, {len(bought)} bought by"
+        f" a partner), {sum(len(b.codes) for b in batches)} codes; {asked} redemptions"
+        f" asked, {asked - len(refused)} redeemed, {len(refused)} refused",
+    ]
+    for b in batches:
+        where = f" at {', '.join(b.site_location_ids)}" if b.site_location_ids else ""
+        buyer = f", bought by {b.partner_id}" if b.partner_id else ", campaign"
+        lines.append(
+            f"  {b.batch_id:<24} {len(b.codes):>3} x {b.amount_per_code} {b.kind}{where},"
+            f" expires {b.expires_at.isoformat().replace('+00:00', 'Z')}{buyer}"
+        )
+    paid = [s for s in report["sessions"]
+            if any(share["payer"] == "voucher" for share in s["charged_to"])]
+    by_voucher = sum((Decimal(share["amount_incl_vat"]) for s in paid
+                      for share in s["charged_to"] if share["payer"] == "voucher"), Decimal(0))
+    total = sum((Decimal(s["total_incl_vat"]) for s in paid), Decimal(0))
+    currency = paid[0]["currency"] if paid else "EUR"
+    lines.append(
+        f"Sessions paid with session credit: {len(paid)}, vouchers paid"
+        f" {Money(by_voucher, currency).to_str()} of {Money(total, currency).to_str()}"
+        f" {currency} incl. VAT"
+    )
+    for s in paid[:SUMMARY_LINES_MAX]:
+        shares = " + ".join(f"{share['payer']} {share['id']} {share['amount_incl_vat']}"
+                            for share in s["charged_to"])
+        lines.append(f"  {s['tenant_id']:<16} {s['billing_model']:<18}"
+                     f" {s['total_incl_vat']:>8} {s['currency']} = {shares}")
+    partner_invoices = [i for i in report["invoices"] if i["kind"] == "voucher_batch"]
+    lines.append(f"Voucher batches invoiced to partners: {len(partner_invoices)}")
+    for i in partner_invoices:
+        lines.append(
+            f"  {i['tenant_id']:<16} {i['number']:<10} {i['bill_to']:<20}"
+            f" {i['total_excl_vat']:>8} + VAT {i['total_vat']} = {i['total_incl_vat']}"
+            f" {i['currency']} ({i['reference']})"
+        )
+    refusals = report["refusals"]["items"]
+    lines.append(f"Refused, with reasons: {len(refusals)}")
+    for r in refusals[:SUMMARY_LINES_MAX]:
+        lines.append(f"  {r['tenant_id']:<16} {r['type']:<28} {r['reason']}")
+    return lines

@@ -19,7 +19,7 @@ from consumers.cli import main
 # slack on top of the ~10 s it takes here.
 DEMO_SECONDS_MAX = 60
 MODELS_THAT_EXIST = {"open_access", "ad_hoc_terminal", "wallet", "pre_authorization",
-                     "post_paid"}
+                     "post_paid"}  # vouchers pay beside the last three, not as a model
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,37 @@ def test_each_sessions_payers_add_up_to_its_total(demo: tuple[Path, str, float])
         assert shares == Decimal(session["total_incl_vat"]), session["session_id"]
 
 
+def test_vouchers_pay_sessions_of_every_driver_model_beside_the_model_itself(
+    demo: tuple[Path, str, float],
+) -> None:
+    sessions = report_of(demo)["sessions"]
+    with_credit = [s for s in sessions if any(p["payer"] == "voucher" for p in s["charged_to"])]
+    assert {s["billing_model"] for s in with_credit} == {"post_paid", "pre_authorization",
+                                                         "wallet"}
+    for session in with_credit:
+        payers = [p["payer"] for p in session["charged_to"]]
+        assert payers[0] == "voucher", "credit pays first, the model the rest"
+        shares = sum(Decimal(p["amount_incl_vat"]) for p in session["charged_to"])
+        assert shares == Decimal(session["total_incl_vat"]), session["session_id"]
+
+
+def test_the_partner_is_invoiced_its_batch_and_refused_redemptions_say_why(
+    demo: tuple[Path, str, float],
+) -> None:
+    report = report_of(demo)
+    [invoice] = [i for i in report["invoices"] if i["kind"] == "voucher_batch"]
+    assert (invoice["number"], invoice["bill_to"]) == ("V-000001", "ptn-de-cardealer")
+    # 6 codes of 25.00 sold at 20.00 net + 19 % VAT.
+    assert (invoice["total_excl_vat"], invoice["total_vat"], invoice["total_incl_vat"]) == (
+        "120.00", "22.80", "142.80")
+    refusals = report["refusals"]
+    assert refusals["count"] == 3
+    assert {r["type"] for r in refusals["items"]} == {"VoucherRedemptionRequested"}
+    reasons = " | ".join(r["reason"] for r in refusals["items"])
+    for reason in ("is already redeemed", " expired at ", "unknown voucher code"):
+        assert reason in reasons, reasons
+
+
 def test_every_billing_model_appears(demo: tuple[Path, str, float]) -> None:
     report = report_of(demo)
     models = Counter(s["billing_model"] for s in report["sessions"])
@@ -107,5 +138,8 @@ def test_the_text_view_names_what_finance_looks_at(
     text = capsys.readouterr().out
     for heading in ("Sessions settled: 200", "Invoices and receipts", "Wallets",
                     "Journal", "balanced", "Dead letters: 2", "Outstanding driver debt",
-                    "overdue"):
+                    "overdue", "Vouchers: 4 batches", "Sessions paid with session credit: ",
+                    "= voucher DE-SPRING-", "Voucher batches invoiced to partners: 1",
+                    "V-000001", "Refused, with reasons: 3", "is already redeemed",
+                    "unknown voucher code"):
         assert heading in text, heading
