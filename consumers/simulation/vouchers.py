@@ -9,8 +9,9 @@ vouchers). Every operator gets:
 - a campaign of three `session_credit` batches, issued two days before the day, nothing
   booked until used: `WELCOME` (5.00, anywhere, 30 days), `CITY` (3.00, only at the city
   site) and `FLASH` (4.00, anywhere, expiring at 13:00 local on the day);
-- a `balance` batch bought by the partner the day before (25.00 face value per code sold
-  at 20.00 net plus the country's VAT: a `V-` invoice to the partner);
+- a `balance` batch bought by the partner the day before (25.00 face value per code, sold
+  8 % below it: the net price per code is 23.00 / (1 + the country's VAT), so the `V-`
+  invoice to the partner is about 8 % below the face value in every country);
 - redemptions, each by another registered driver (never one of the drivers whose stories
   the planner tells, when there are others): WELCOME by a post-paid, a pre-authorization
   and a wallet driver; CITY by a driver who charges at the city site and by one who does
@@ -27,7 +28,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -66,8 +67,9 @@ WELCOME_EUR = Decimal("5.00")
 CITY_EUR = Decimal("3.00")
 FLASH_EUR = Decimal("4.00")
 GIFT_EUR = Decimal("25.00")
-GIFT_PRICE_NET_EUR = Decimal("20.00")
+GIFT_DISCOUNT_PERCENT = Decimal(8)
 WELCOME_CODES, CITY_CODES, FLASH_CODES, GIFT_CODES = 10, 5, 5, 6
+CENT = Decimal("0.01")
 # The partner buys vouchers only: no drivers enrolled, so its corporate pool is unused.
 PARTNER_POOL_LIMIT_EUR = Decimal("0.00")
 
@@ -153,7 +155,7 @@ class _VoucherPlanner:
                             FLASH_CODES, campaign_at, self.local(FLASH_EXPIRES_LOCAL))
         gift = self._batch("gift", f"{self.prefix}-GIFT", "balance", GIFT_EUR, GIFT_CODES,
                            gift_at, gift_at + PARTNER_CODES_VALID_FOR, partner_id=partner_id,
-                           price_per_code_net=GIFT_PRICE_NET_EUR,
+                           price_per_code_net=_net_price(self.tenant.country.vat_percent),
                            vat_rate_percent=self.tenant.country.vat_percent)
         return VoucherPlan(
             tenant_id=self.tenant.tenant_id, partner_id=partner_id,
@@ -285,6 +287,12 @@ class _VoucherPlanner:
 
 def _any_session(sessions: list[SessionPlan]) -> bool:
     return bool(sessions)
+
+
+def _net_price(vat_percent: Decimal) -> Decimal:
+    """The partner's net price per gift code: the face value less the discount, before VAT."""
+    gross = GIFT_EUR * (100 - GIFT_DISCOUNT_PERCENT) / 100
+    return (gross * 100 / (100 + vat_percent)).quantize(CENT, ROUND_HALF_UP)
 
 
 # ---------------------------------------------------------------- messages

@@ -86,9 +86,9 @@ def test_the_partner_is_invoiced_its_batch_and_refused_redemptions_say_why(
     report = report_of(demo)
     [invoice] = [i for i in report["invoices"] if i["kind"] == "voucher_batch"]
     assert (invoice["number"], invoice["bill_to"]) == ("V-000001", "ptn-de-cardealer")
-    # 6 codes of 25.00 sold at 20.00 net + 19 % VAT.
+    # 6 codes of 25.00 sold 8 % below: 23.00 / 1.19 = 19.33 net each, + 19 % VAT.
     assert (invoice["total_excl_vat"], invoice["total_vat"], invoice["total_incl_vat"]) == (
-        "120.00", "22.80", "142.80")
+        "115.98", "22.04", "138.02")
     refusals = report["refusals"]
     assert refusals["count"] == 3
     assert {r["type"] for r in refusals["items"]} == {"VoucherRedemptionRequested"}
