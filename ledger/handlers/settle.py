@@ -77,7 +77,8 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
             entries.append(_sale(entry_id, lines, receivable, tx))
             entry = transfer(f"{entry_id}:wallet", currency, f"session {tx} from wallet",
                              account("wallet", driver_id), receivable, due)
-        wallet.debit(due, "session", tx, [entry.to_dict()] if due else [])
+        if due:  # nothing left to pay (vouchers, a free session): no debit at all
+            wallet.debit(due, "session", tx, [entry.to_dict()])
         charged_to.append(_share("wallet", driver_id, due))
         receipt_to = driver_id
         from ledger.handlers.wallets import top_up_if_low
