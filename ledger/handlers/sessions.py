@@ -190,6 +190,13 @@ def _watch_limits(session: ChargingSession, tenant: dict[str, Any], batch: Batch
         return
     now = session.ordered_readings()[-1]["timestamp"]
     cost = running_cost_incl_vat(session, now)
+    if model != "ad_hoc_terminal" and payer["driver_id"]:
+        # Session credit pays first at the end, so only the rest weighs on a hold or wallet.
+        from ledger.handlers.vouchers import session_credit_available
+
+        credit = session_credit_available(session, payer["driver_id"], payer["currency"], now,
+                                          batch)
+        cost = max(cost - credit, Decimal(0))
     threshold = Decimal(payer["stop_threshold_percent"]) / 100
     if model == "pre_authorization":
         hold_amount = Decimal(payer["hold_amount"])

@@ -9,6 +9,7 @@ dead-lettered. Journal treatment and the decisions behind it: docs/billing-decis
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from ledger.application import Batch
@@ -190,16 +191,7 @@ def apply_session_credit(
     held = batch.get(HeldSessionCredit, HeldSessionCredit.create_id(session.tenant_id, driver_id))
     if held is None or share <= 0:
         return []
-    started_at, ended_at = session.started_at, session.ended_at
-    usable: list[Voucher] = []
-    for code in held.codes:  # at most HELD_SESSION_CREDITS_MAX
-        voucher = batch.get(Voucher, Voucher.create_id(session.tenant_id, code))
-        assert voucher is not None, f"held code {code} was issued"
-        if voucher.currency == currency and voucher.can_pay_session(
-            session.location_id, started_at, ended_at
-        ):
-            usable.append(voucher)
-    usable.sort(key=lambda v: (v.expires_at, v.redeemed_at or started_at, v.code))
+    usable = _usable_credit(session, held, currency, session.ended_at, batch)
     tx = session.transaction_id
     left = share
     paid: list[tuple[str, Decimal]] = []
@@ -217,3 +209,35 @@ def apply_session_credit(
             held.remove(voucher.code)
         paid.append((voucher.code, covered))
     return paid
+
+
+def _usable_credit(
+    session: ChargingSession, held: HeldSessionCredit, currency: str, until: datetime,
+    batch: Batch,
+) -> list[Voucher]:
+    """The held vouchers that can pay this session (ended, or running until `until`), in
+    the order they pay: oldest expiry first."""
+    assert session.started_at is not None
+    started_at = session.started_at
+    usable: list[Voucher] = []
+    for code in held.codes:  # at most HELD_SESSION_CREDITS_MAX
+        voucher = batch.get(Voucher, Voucher.create_id(session.tenant_id, code))
+        assert voucher is not None, f"held code {code} was issued"
+        if voucher.currency == currency and voucher.can_pay_session(
+            session.location_id, started_at, until
+        ):
+            usable.append(voucher)
+    usable.sort(key=lambda v: (v.expires_at, v.redeemed_at or started_at, v.code))
+    return usable
+
+
+def session_credit_available(
+    session: ChargingSession, driver_id: str, currency: str, now: datetime, batch: Batch
+) -> Decimal:
+    """What the driver's session credit could pay of this running session (read only), so
+    limits watched during a session count it (a driver with credit is not stopped early)."""
+    held = batch.get(HeldSessionCredit, HeldSessionCredit.create_id(session.tenant_id, driver_id))
+    if held is None:
+        return Decimal(0)
+    usable = _usable_credit(session, held, currency, now, batch)
+    return sum((v.remaining_amount for v in usable), Decimal(0))

@@ -334,3 +334,18 @@ def test_open_access_and_terminal_sessions_never_use_vouchers() -> None:
     assert settlement(d, "tx2")["charged_to"][0]["payer"] == "terminal"
     assert voucher(d, "S-1").remaining_amount == Decimal("10.00")
     assert_books_balance(d)
+
+
+def test_session_credit_counts_while_the_session_runs_so_the_wallet_is_not_stopped_early() -> None:
+    d = network()
+    # 5.00 in the wallet + 10.00 of credit; 20 kWh = 9.52: the wallet alone would be
+    # stopped at 95 % of 5.00, together they cover it all.
+    d.apply(top_up("w", "5.00"), voucher_batch("promo", ["S-9"], amount="10.00"),
+            redeem("S-9", "w"))
+    d.apply_each(session_events("tx1", "w", "20", updates=3))
+    assert [c for c in d.commands() if c["_type"] == "StopSessionRequested"] == []
+    assert settlement(d, "tx1")["charged_to"] == [
+        {"payer": "voucher", "id": "S-9", "amount_incl_vat": "9.52"},
+    ]
+    assert d.get(Wallet, Wallet.create_id("t1", "w")).balance == Decimal("5.00")
+    assert_books_balance(d)
