@@ -11,6 +11,7 @@ from ledger.domain.payment import Hold
 from ledger.domain.session import ChargingSession
 from ledger.domain.wallet import Wallet
 from tests.builders import (
+    ENERGY_TARIFF,
     T0,
     LedgerDriver,
     driver,
@@ -255,3 +256,63 @@ def test_a_driver_refused_for_debt_pays_post_paid_for_what_was_delivered() -> No
     s = settlement(d, "tx2")
     assert s["billing_model"] == "post_paid"
     assert s["charged_to"] == [{"payer": "driver", "id": "bad", "amount_incl_vat": "0.95"}]
+
+
+def test_a_tariff_change_during_a_session_never_reprices_it() -> None:
+    d = network()
+    events = session_events("tx1", "post", "10")
+    d.apply(events[0])
+    dearer = {**ENERGY_TARIFF, "elements": [{"price_components": [
+        {"type": "ENERGY", "price": 0.80, "vat": 19.0, "step_size": 1}]}]}
+    change = tariff(body=dearer)
+    d.apply(change.model_copy(update={"effective_at": T0 + timedelta(minutes=1)}))
+    d.apply_each(events[1:])
+    assert settlement(d, "tx1")["total_incl_vat"] == Decimal("4.76")
+    d.apply_each(session_events("tx2", "post", "10", start=T0 + timedelta(hours=2)))
+    assert settlement(d, "tx2")["total_incl_vat"] == Decimal("9.52")
+
+
+def test_a_drivers_new_model_applies_from_its_effective_time_only() -> None:
+    d = network()
+    events = session_events("tx1", "post", "10")
+    d.apply(events[0])
+    d.apply(driver("post", "wallet", at=T0 + timedelta(minutes=5)))
+    d.apply_each(events[1:])
+    assert settlement(d, "tx1")["billing_model"] == "post_paid"
+    d.apply_each(session_events("tx2", "post", "1", start=T0 + timedelta(hours=2)))
+    assert settlement(d, "tx2")["billing_model"] == "wallet"
+
+
+def test_bad_payment_answers_are_dead_lettered_and_move_no_money() -> None:
+    d = network()
+    events = session_events("tx1", "pre", "10")
+    d.apply(events[0])
+    [authorize] = d.new_commands()
+    d.answer(authorize, "hold_authorized")
+    before = d.journal()
+    assert d.answer(authorize, "hold_authorized").dead_lettered == 1, "a hold answers once"
+    d.apply_each(events[1:])
+    capture = next(c for c in d.new_commands() if c["action"] == "capture")
+    assert d.answer(capture, "captured", amount="30.00").dead_lettered == 1, "above the hold"
+    assert d.answer(capture, "charge_succeeded").dead_lettered == 1, "not an answer to it"
+    unknown = {**capture, "event_id": "no-such-request"}
+    assert d.answer(unknown, "captured").dead_lettered == 1
+    assert d.journal()[: len(before)] == before
+    assert d.balance("psp_clearing") == 0, "no capture was booked"
+    assert d.answer(capture, "captured").applied == 1
+    assert d.answer(capture, "captured").dead_lettered == 1, "captured once"
+    assert d.balance("psp_clearing") == Decimal("4.76")
+    reasons = [letter.reason for letter in d.dead_letters()]
+    assert any("already answered" in r for r in reasons)
+    assert any("exceeds the hold" in r for r in reasons)
+    assert any("unknown request" in r for r in reasons)
+    journal_balances(d)
+
+
+def test_events_of_an_unknown_session_location_or_tenant_are_dead_lettered() -> None:
+    d = network()
+    assert d.apply(*session_events("tx1", "post", "10", location_id="NOWHERE")[:1]
+                   ).dead_lettered == 1
+    assert d.apply(*session_events("tx2", "post", "10", tenant_id="other")[:1]
+                   ).dead_lettered == 1
+    assert d.journal() == [] and d.new_commands() == []
