@@ -7,17 +7,13 @@ exits 0. The database owns every partition's position (see consumers/consumer_lo
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 from consumers import kafka_clients
 from consumers.cli import CliError
 from consumers.consumer_loop import ConsumerLoop
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
 from consumers.settings import add_arguments, settings_from
+from consumers.signals import stop_on_signals
 from consumers.store import open_store
 from ledger.limits import CONSUMER_CLOSE_TIMEOUT_MS
 
@@ -31,22 +27,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_arguments(parser)
     parser.set_defaults(handler=run)
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT (instead of dying mid-batch); handlers restored after."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,13 +21,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
-from types import FrameType
+from collections.abc import Mapping
+from contextlib import closing
 
 from consumers.cli import CliError
 from consumers.observability import (
@@ -38,6 +35,7 @@ from consumers.observability import (
     log_event,
 )
 from consumers.settings import METRICS_PORT_ENV_VAR, PORT_MAX
+from consumers.signals import stop_on_signals
 from consumers.store import open_store, redacted_url, store_url_from
 from ledger.application import Ledger
 from projections.database import ReadModelDatabase, open_read_model
@@ -79,22 +77,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="drop the read models and project the whole log again, then exit",
     )
     parser.set_defaults(handler=run)
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT (instead of dying mid-page); handlers restored after."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def metrics_port_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:

@@ -31,9 +31,9 @@ from typing import Any
 from consumers import kafka_clients
 from consumers.avro_codec import decode, encode, headers_for, key_for, type_from_headers
 from consumers.cli import CliError
-from consumers.commands.consume import stop_on_signals
 from consumers.observability import configure_logging, get_logger, log_event
 from consumers.settings import Settings, add_arguments, settings_from
+from consumers.signals import stop_on_signals
 from consumers.simulation.psp import FLAKY_FAILURES_MAX, RESULT_DELAY_S_MAX, Psp, PspPolicy
 from ledger.domain.errors import InvalidMessage
 from ledger.limits import (

@@ -13,10 +13,10 @@ from eventsourcing.persistence import PersistenceError
 
 from consumers import kafka_clients
 from consumers.cli import CliError
-from consumers.commands.consume import stop_on_signals
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
 from consumers.relay import Relay, RelayError, open_relay_tracking
 from consumers.settings import add_arguments, settings_from
+from consumers.signals import stop_on_signals
 from consumers.store import open_store
 from ledger.limits import RELAY_FLUSH_TIMEOUT_MS
 
