@@ -51,3 +51,18 @@ class Wallet(Aggregate):
     def fail_top_up(self, reference: str, reason: str) -> None:
         if self.pending_top_up == reference:
             self.pending_top_up = None
+
+
+class TopUpReference(Aggregate):
+    """A top-up's reference, taken once: a request re-published under a new event id can
+    never credit a wallet twice, whether it is a bank transfer or a card payment."""
+
+    @staticmethod
+    def create_id(tenant_id: str, reference: str) -> UUID:
+        return natural_id("top_up_reference", tenant_id, reference)
+
+    @event("Taken")
+    def __init__(self, tenant_id: str, reference: str, driver_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.reference = reference
+        self.driver_id = driver_id

@@ -220,6 +220,11 @@ def _apply_hold_result(hold: Hold, action: str, message: PaymentResult, batch: B
     elif action == "release":
         if hold.released:
             raise InvalidInput(f"hold {hold.reference} already released")
+        expected = hold.amount - (hold.capture_amount or Decimal(0))
+        if message.amount != expected:
+            raise InvalidInput(
+                f"release of {message.amount} differs from the {expected} asked"
+            )
         hold.record_release(message.request_id, message.amount)
     capture_done = hold.capture_amount == 0 or hold.captured == hold.capture_amount
     release_done = hold.capture_amount == hold.amount or hold.released

@@ -54,6 +54,12 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
     if model == "open_access":
         entries.append(_sale(entry_id, lines, account("operator_absorbed_cost"), tx))
         charged_to.append(_share("operator", session.location_id, gross))
+        if session.terminal_reference:
+            # Free charging wins over a card tapped at the terminal (payer rule 1): the
+            # whole authorization goes back to the card.
+            hold = _unused_terminal_hold(session, batch)
+            if hold is not None:
+                resolve_hold(hold, Decimal(0), session.ended_at, batch)
     elif model == "post_paid":
         assert driver_id is not None
         receivable = account("driver_receivable", driver_id)
@@ -108,11 +114,14 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
         receivable = account("driver_receivable", f"terminal:{reference}")
         entries.append(_sale(entry_id, lines, receivable, tx))
         receipt_to = f"terminal:{reference}"
-        hold = batch.get(Hold, Hold.create_id(session.tenant_id, "terminal:" + reference))
+        # An authorization pays for one session: a second session naming the same
+        # reference finds it used, and the operator absorbs that session.
+        hold = _unused_terminal_hold(session, batch)
         covered, overshoot = split_gross(gross, hold.amount if hold is not None else Decimal(0))
         if hold is not None:
             resolve_hold(hold, covered, session.ended_at, batch)
-        charged_to.append(_share("terminal", reference, covered))
+        if covered > 0 or overshoot == 0:
+            charged_to.append(_share("terminal", reference, covered))
         if overshoot > 0:
             # No account stands behind a terminal payment: past the authorization, the
             # operator absorbs the rest (documented in docs/billing-decisions.md).
@@ -149,6 +158,15 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
         },
         [e.to_dict() for e in entries if _moves_money(e)],
     )
+
+
+def _unused_terminal_hold(session: ChargingSession, batch: Batch) -> Hold | None:
+    """The terminal's authorization for this session, unless another session used it."""
+    reference = "terminal:" + str(session.terminal_reference)
+    hold = batch.get(Hold, Hold.create_id(session.tenant_id, reference))
+    if hold is None or hold.is_resolution_decided:
+        return None
+    return hold
 
 
 def _moves_money(entry: JournalEntry) -> bool:

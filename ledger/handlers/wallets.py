@@ -11,7 +11,7 @@ from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.journal import account, transfer
 from ledger.domain.session import ChargingSession
 from ledger.domain.settlement import ChargeLine, ChargeLines
-from ledger.domain.wallet import Wallet
+from ledger.domain.wallet import TopUpReference, Wallet
 from ledger.handlers.config import config_as_of, require_tenant
 from ledger.messages import WalletTopUpRequested
 
@@ -25,8 +25,14 @@ def handle_top_up_requested(message: WalletTopUpRequested, batch: Batch) -> None
                           message.occurred_at)
     if driver is None:
         raise InvalidInput(f"unknown driver {message.driver_id!r}")
-    wallet = wallet_of(message.tenant_id, message.driver_id, tenant["currency"], batch)
     reference = message.reference
+    taken_id = TopUpReference.create_id(message.tenant_id, reference)
+    if batch.get(TopUpReference, taken_id) is not None:
+        raise RuleViolation(f"top-up reference {reference!r} was used before")
+    if message.method == "card" and not driver.get("payment_method_token"):
+        raise RuleViolation(f"driver {message.driver_id} has no card on file for a top-up")
+    batch.add(TopUpReference(message.tenant_id, reference, message.driver_id))
+    wallet = wallet_of(message.tenant_id, message.driver_id, tenant["currency"], batch)
     if message.method == "bank_transfer":
         entry = transfer(
             f"{reference}:{message.tenant_id}", wallet.currency,
@@ -36,13 +42,7 @@ def handle_top_up_requested(message: WalletTopUpRequested, batch: Batch) -> None
         wallet.credit(message.amount, "bank_transfer", reference, [entry.to_dict()])
         issue_top_up_receipt(wallet, message.amount, reference, message.occurred_at, batch)
         return
-    from ledger.domain.payment import Charge
-
-    if batch.get(Charge, Charge.create_id(message.tenant_id, "top_up", reference)) is not None:
-        raise RuleViolation(f"top-up reference {message.reference!r} was used before")
-    token = driver.get("payment_method_token")
-    if not token:
-        raise RuleViolation(f"driver {message.driver_id} has no card on file for a top-up")
+    token = driver["payment_method_token"]
     wallet.start_top_up(reference, message.amount)
     open_charge(
         batch, message.tenant_id, [], purpose="top_up", reference=reference,

@@ -22,6 +22,7 @@ from tests.builders import (
     terminal_authorized,
     tick,
     top_up,
+    tx_event,
 )
 
 
@@ -316,3 +317,52 @@ def test_events_of_an_unknown_session_location_or_tenant_are_dead_lettered() -> 
     assert d.apply(*session_events("tx2", "post", "10", tenant_id="other")[:1]
                    ).dead_lettered == 1
     assert d.journal() == [] and d.new_commands() == []
+
+
+# Regressions found by the state machine (tests/application/test_ledger_state_machine.py).
+def test_a_terminal_authorization_pays_for_one_session_only() -> None:
+    d = network()
+    d.apply(terminal_authorized("TR1", "30.00"))
+    d.apply_each(session_events("tx1", None, "10", terminal_reference="TR1"))
+    d.apply_each(session_events("tx2", None, "10", terminal_reference="TR1",
+                                start=T0 + timedelta(hours=3)))
+    for command in d.new_commands():
+        d.answer(command, {"capture": "captured", "release": "released"}[command["action"]])
+    assert settlement(d, "tx2")["charged_to"] == [
+        {"payer": "operator", "id": "L1", "amount_incl_vat": "4.76"}]
+    assert d.balance("driver_receivable:terminal:TR1") == 0
+    journal_balances(d)
+
+
+def test_a_terminal_authorization_at_an_open_access_location_goes_back_to_the_card() -> None:
+    d = network()
+    d.apply(terminal_authorized("TR1", "30.00"))
+    d.apply_each(session_events("tx1", None, "10", terminal_reference="TR1",
+                                location_id="FREE"))
+    assert settlement(d, "tx1")["billing_model"] == "open_access"
+    assert [(c["action"], c["amount"]) for c in d.new_commands()] == [("release", "30.00")]
+
+
+def test_a_top_up_reference_credits_once_whatever_the_event_id() -> None:
+    d = network()
+    first = top_up("w", "10.00")
+    assert d.apply(first.model_copy(update={"event_id": "again"})).applied == 1
+    assert d.apply(first).refused == 1
+    assert d.get(Wallet, Wallet.create_id("t1", "w")).balance == Decimal("10.00")
+    journal_balances(d)
+
+
+def test_a_release_answered_with_another_amount_is_dead_lettered() -> None:
+    d = network()
+    d.apply(terminal_authorized("TR1", "30.00"))
+    d.apply_each(session_events("tx1", None, "10", terminal_reference="TR1"))
+    release = next(c for c in d.new_commands() if c["action"] == "release")
+    assert d.answer(release, "released", amount="50.00").dead_lettered == 1
+    assert d.answer(release, "released").applied == 1
+
+
+def test_energy_of_a_session_that_ends_the_instant_it_starts_is_still_billed() -> None:
+    d = network()
+    d.apply(tx_event("tx1", "Started", 0, T0, 1_000_000, driver_id="post"))
+    d.apply(tx_event("tx1", "Ended", 1, T0, 1_010_000, state="EVConnected"))
+    assert settlement(d, "tx1")["total_incl_vat"] == Decimal("4.76")
