@@ -82,3 +82,7 @@ assert 1 <= TOPIC_PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX
 # Dead letters one `ledger dead-letters` call lists or redrives: they are exceptions, and
 # more than this means something upstream is broken and wants fixing, not redriving.
 DEAD_LETTERS_LISTED_MAX = 10_000
+
+# `ledger tick --every`: ticks more often than this only load the ledger (retries are hours
+# apart, the settle grace is minutes).
+TICK_INTERVAL_S_MIN = 1.0

@@ -385,3 +385,10 @@ def select_all(table: str) -> str:
     """Every row of a read-model table in a fixed order (for comparing two read models)."""
     assert table in TABLE_NAMES, table
     return f"SELECT * FROM {table}"
+# A customer's documents, e.g. an ad hoc terminal's receipt by its reference.
+SELECT_DOCUMENTS_BILLED_TO = Statement(
+    "select_documents_billed_to",
+    "SELECT number, kind, reference, bill_to, currency, total_excl_vat, total_vat,"
+    " total_incl_vat, issued_at, lines_json FROM rm_invoices"
+    " WHERE tenant_id = :tenant_id AND bill_to = :bill_to",
+)
