@@ -260,3 +260,96 @@ def issued_documents(d: LedgerDriver) -> list[dict[str, Any]]:
     """Every invoice or receipt issued, with its number, in issue order."""
     return [e.document | {"number": e.number} for e in d._all(InvoiceSeries.Issued)]
 
+
+# ---------------------------------------------------------------- state-machine helpers
+# For tests/application/test_ledger_state_machine.py: a driver that records what it applied
+# (so a fresh ledger can replay it), and reads of the whole store by tenant.
+from dataclasses import dataclass  # noqa: E402
+from uuid import UUID  # noqa: E402
+
+from eventsourcing.domain import Aggregate  # noqa: E402
+
+# What an aggregate's state is, for comparing a replay with the live ledger: everything but
+# the wall-clock stamps eventsourcing puts on each event (a replay runs at another time).
+_WALL_CLOCK_ATTRIBUTES = frozenset({"_created_on", "_modified_on", "_pending_events"})
+
+
+class RecordingLedgerDriver(LedgerDriver):
+    """A LedgerDriver that keeps every batch it applied, in order, for a replay."""
+
+    def __init__(self, ledger: Ledger | None = None, source: str = "test") -> None:
+        super().__init__(ledger, source)
+        self.batches: list[tuple[Envelope, ...]] = []
+
+    def apply(self, *messages: Envelope) -> BatchResult:
+        self.batches.append(messages)
+        return super().apply(*messages)
+
+    def replayed(self, *, one_batch: bool = False) -> LedgerDriver:
+        """A fresh in-memory ledger fed the same messages at the same positions."""
+        fresh = LedgerDriver(source=self.source)
+        if one_batch:
+            fresh.apply(*(m for batch in self.batches for m in batch))
+        else:
+            for batch in self.batches:
+                fresh.apply(*batch)
+        return fresh
+
+
+def domain_events(d: LedgerDriver) -> list[Any]:
+    """Every stored domain event, in notification order."""
+    notifications = d.ledger.recorder.select_notifications(start=1, limit=1_000_000)
+    return [d.ledger.mapper.to_domain_event(n) for n in notifications]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    """One read of the whole store: its events, every aggregate's state, the journal."""
+
+    events: list[Any]
+    # Aggregate id -> its attributes (wall-clock stamps left out) and "__class__".
+    states: dict[UUID, dict[str, Any]]
+    journals: dict[str, list[JournalEntry]]  # per tenant (entry ids are unique per tenant)
+
+
+def store_view(d: LedgerDriver) -> StoreView:
+    """Folds the stored events into aggregates (as the repository would) in one pass."""
+    events = domain_events(d)
+    aggregates: dict[UUID, Aggregate] = {}
+    for event in events:
+        aggregates[event.originator_id] = event.mutate(aggregates.get(event.originator_id))
+    states = {
+        aggregate_id: {name: value for name, value in vars(aggregate).items()
+                       if name not in _WALL_CLOCK_ATTRIBUTES}
+        | {"__class__": type(aggregate).__qualname__}
+        for aggregate_id, aggregate in aggregates.items()
+    }
+    journals: dict[str, list[JournalEntry]] = {}
+    for event in events:
+        booked = getattr(event, "journal_entries", None) or []
+        if booked:
+            tenant_id: str = states[event.originator_id]["tenant_id"]
+            journals.setdefault(tenant_id, []).extend(JournalEntry.from_dict(e) for e in booked)
+    return StoreView(events, states, journals)
+
+
+def aggregate_states(d: LedgerDriver) -> dict[UUID, dict[str, Any]]:
+    return store_view(d).states
+
+
+def journal_by_tenant(d: LedgerDriver) -> dict[str, list[JournalEntry]]:
+    return store_view(d).journals
+
+
+def payment_result(
+    command: dict[str, Any], outcome: str, *, at: datetime, amount: Decimal | None = None,
+    tenant_id: str | None = None, request_id: str | None = None, currency: str | None = None,
+) -> PaymentResult:
+    """The PSP's answer to `command` (a `LedgerDriver.commands()` item), any field overridden."""
+    return PaymentResult(
+        **envelope(tenant_id or command["tenant_id"], at),
+        request_id=request_id or command["event_id"], outcome=outcome,
+        amount=Decimal(command["amount"]) if amount is None else amount,
+        currency=currency or command["currency"],
+        psp_reference=f"psp-{command['event_id'][:8]}",
+    )
