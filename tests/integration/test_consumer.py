@@ -262,7 +262,9 @@ def test_ledger_consume_stops_on_sigterm_after_its_batch_and_exits_zero(
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
                                         timeout=METRICS_SCRAPE_TIMEOUT_S) as response:
                 scraped.append(response.read().decode())
-            return applied_line in scraped[-1]
+            # Lag is set after the advisory commit, a moment after the counters move.
+            return applied_line in scraped[-1] and "evledger_consumer_lag_messages{" in (
+                scraped[-1])
 
         # The counters move just after the transaction commits: scrape until they show it.
         wait_until(scrape, CONSUME_DEADLINE_S, "metrics showing two applied messages")
