@@ -530,7 +530,7 @@ class _Fold:
         boundaries = [start_us, *times, end_us]
         # At the start, only what came before it: samples stamped at the start instant
         # itself are delivered within the session (all of it, if it ends at that instant).
-        energy_wh = [self._energy_before(start_us)]
+        energy_wh = [self._energy_at(start_us, before=True)]
         for t in boundaries[1:]:
             fixed = cuts.get(t)
             at = self._energy_at(t) if fixed is None else fixed
@@ -557,20 +557,11 @@ class _Fold:
         i = bisect_right(self.timeline.kind_times_us, t_us) - 1
         return self.timeline.kinds[max(i, 0)]
 
-    def _energy_at(self, t_us: int) -> Decimal:
+    def _energy_at(self, t_us: int, *, before: bool = False) -> Decimal:
+        """Energy delivered up to `t_us`, interpolated between samples; with `before`, only
+        what came strictly before it (samples stamped at `t_us` itself left out)."""
         times, totals = self.timeline.energy.times_us, self.timeline.energy.values
-        i = bisect_right(times, t_us)
-        if i == 0:
-            return _ZERO
-        if i == len(times):
-            return totals[-1]
-        t0, t1, e0, e1 = times[i - 1], times[i], totals[i - 1], totals[i]
-        return e0 + (e1 - e0) * (t_us - t0) / (t1 - t0)
-
-    def _energy_before(self, t_us: int) -> Decimal:
-        """Energy delivered strictly before `t_us` (the limit from the left)."""
-        times, totals = self.timeline.energy.times_us, self.timeline.energy.values
-        i = bisect_left(times, t_us)
+        i = (bisect_left if before else bisect_right)(times, t_us)
         if i == 0:
             return _ZERO
         if i == len(times):
