@@ -15,7 +15,7 @@ from ledger.domain.settlement import ChargeLines, charge_lines, split_gross
 
 
 def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batch) -> None:
-    from ledger.handlers.payments import open_charge, resolve_hold
+    from ledger.handlers.payments import resolve_hold
     from ledger.handlers.sessions import wallet_of
 
     payer = session.payer
@@ -67,12 +67,7 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
         charged_to.append(_share("driver", driver_id, due))
         receipt_to = driver_id
         if due > 0:
-            open_charge(
-                batch, session.tenant_id, tenant["retry_schedule_hours"], purpose="session",
-                reference=tx, driver_id=driver_id,
-                amount=due, currency=currency, token=payer["payment_method_token"],
-                settles_account=receivable, at=session.ended_at,
-            )
+            _charge_card(batch, session, tenant, "session", due, receivable)
     elif model == "wallet":
         assert driver_id is not None
         wallet = wallet_of(session.tenant_id, driver_id, currency, batch)
@@ -103,12 +98,7 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
         )
         resolve_hold(hold, covered, session.ended_at, batch)
         if overshoot > 0:
-            open_charge(
-                batch, session.tenant_id, tenant["retry_schedule_hours"], purpose="overshoot",
-                reference=tx, driver_id=driver_id,
-                amount=overshoot, currency=currency, token=payer["payment_method_token"],
-                settles_account=receivable, at=session.ended_at,
-            )
+            _charge_card(batch, session, tenant, "overshoot", overshoot, receivable)
     elif model == "ad_hoc_terminal":
         reference = str(session.terminal_reference)
         receivable = account("driver_receivable", f"terminal:{reference}")
@@ -157,6 +147,23 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
             "ended_at": session.ended_at,
         },
         [e.to_dict() for e in entries if _moves_money(e)],
+    )
+
+
+def _charge_card(
+    batch: Batch, session: ChargingSession, tenant: dict[str, Any], purpose: str,
+    amount: Decimal, receivable: str,
+) -> None:
+    """Post-paid: charge the driver's card for `amount`, retried on the tenant's schedule."""
+    from ledger.handlers.payments import open_charge
+
+    payer = session.payer
+    assert payer is not None and session.ended_at is not None
+    open_charge(
+        batch, session.tenant_id, tenant["retry_schedule_hours"], purpose=purpose,
+        reference=session.transaction_id, driver_id=payer["driver_id"], amount=amount,
+        currency=payer["currency"], token=payer["payment_method_token"],
+        settles_account=receivable, at=session.ended_at,
     )
 
 
