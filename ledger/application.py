@@ -16,10 +16,9 @@ protocol, per batch:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -27,102 +26,17 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.projection import EventSourcedProjection
 
+from ledger.batch import Batch, BatchResult, Inbound
 from ledger.domain.configuration import EffectiveDated
 from ledger.domain.driver_account import DriverAccount
 from ledger.domain.errors import InvalidInput, LedgerError, RuleViolation
 from ledger.domain.inbox import DeadLetter, ProcessedMessage, Refusal
 from ledger.domain.invoice import InvoiceSeries
-from ledger.domain.outbox import OutboundCommand
 from ledger.domain.schedule import Schedule
 from ledger.domain.wallet import Wallet
+from ledger.handlers import HANDLERS
 from ledger.limits import BATCH_CONFLICT_RETRIES_MAX
 from ledger.messages import Envelope
-
-A = TypeVar("A", bound=Aggregate)
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """One item of a batch: a decoded message, or the reason it could not be decoded."""
-
-    source: str  # e.g. "kafka:csms.transaction-events:2" or "file:day.jsonl"
-    position: int  # offset or line number within the source; grows along the source
-    message: Envelope | None
-    key: str | None = None
-    raw: str = ""
-    error: str | None = None
-    type_name: str | None = None
-
-    def __post_init__(self) -> None:
-        assert (self.message is None) != (self.error is None), "message xor error"
-
-
-@dataclass(slots=True)
-class BatchResult:
-    applied: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    refused: int = 0
-    skipped_before_position: int = 0
-    commands_issued: int = 0
-    new_events: int = 0
-
-
-class Batch:
-    """The aggregates one batch reads and changes, collected into one transaction."""
-
-    def __init__(self, ledger: Ledger, known_absent: frozenset[UUID] = frozenset()) -> None:
-        self._ledger = ledger
-        # Ids the store was asked about in bulk and does not hold: no read needed for them.
-        self._known_absent = known_absent
-        self._touched: dict[UUID, Aggregate] = {}
-        self._order: list[UUID] = []
-        self.commands_issued = 0
-
-    def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        found = self._touched.get(aggregate_id)
-        if found is None:
-            if aggregate_id in self._known_absent:
-                return None
-            try:
-                found = self._ledger.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                return None
-            self._remember(found)
-        assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
-        return found
-
-    def add(self, aggregate: Aggregate) -> None:
-        """Track a newly created aggregate so its events are saved with the batch."""
-        self._remember(aggregate)
-
-    def issue(self, command: Envelope, key: str, subject: dict[str, str]) -> None:
-        """Record an outbound command in this transaction (the outbox)."""
-        command_aggregate_id = OutboundCommand.create_id(command.tenant_id, command.event_id)
-        if self.get(OutboundCommand, command_aggregate_id) is not None:
-            return  # the same cause issued it already: never twice, never under a new id
-        self.add(
-            OutboundCommand(
-                tenant_id=command.tenant_id,
-                command_id=command.event_id,
-                topic=command.TOPIC,
-                key=key,
-                type_name=command.type_name(),
-                payload=command.model_dump(mode="json"),
-                subject=subject,
-            )
-        )
-        self.commands_issued += 1
-
-    def _remember(self, aggregate: Aggregate) -> None:
-        if aggregate.id not in self._touched:
-            self._touched[aggregate.id] = aggregate
-            self._order.append(aggregate.id)
-
-    def aggregates(self) -> Iterator[Aggregate]:
-        for aggregate_id in self._order:
-            yield self._touched[aggregate_id]
-
 
 Handler = Callable[[Any, Batch], None]
 ExistingIds = Callable[[Sequence[UUID]], set[UUID]]
@@ -141,8 +55,6 @@ class Ledger(EventSourcedProjection[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
-        from ledger.handlers import HANDLERS  # late: handlers import the domain, not us
-
         self._handlers: dict[type[Envelope], Handler] = dict(HANDLERS)
         self._existing_ids: ExistingIds | None = None
 
@@ -203,7 +115,7 @@ class Ledger(EventSourcedProjection[UUID]):
         self, items: Sequence[Inbound], refused: dict[int, LedgerError]
     ) -> BatchResult:
         result = BatchResult()
-        batch = Batch(self, self._absent_processed_ids(items))
+        batch = Batch(self._stored, self._absent_processed_ids(items))
         for item in items:
             outcome = self._apply_item(item, batch, refused.get(item.position))
             setattr(result, outcome, getattr(result, outcome) + 1)
@@ -216,6 +128,12 @@ class Ledger(EventSourcedProjection[UUID]):
         self._record(processing_event)
         self._take_snapshots(processing_event)
         return result
+
+    def _stored(self, aggregate_id: UUID) -> Aggregate | None:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
 
     def _absent_processed_ids(self, items: Sequence[Inbound]) -> frozenset[UUID]:
         if self._existing_ids is None:

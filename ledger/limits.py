@@ -86,3 +86,9 @@ DEAD_LETTERS_LISTED_MAX = 10_000
 # `ledger tick --every`: ticks more often than this only load the ledger (retries are hours
 # apart, the settle grace is minutes).
 TICK_INTERVAL_S_MIN = 1.0
+
+# A partner's period is invoiced this long after it ends, so sessions that started in it and
+# were still running (or whose last meter values came late) are on its invoice. A session
+# settling later still falls back to the driver's own model (docs/billing-decisions.md).
+PARTNER_SETTLEMENT_GRACE_HOURS = 48
+assert PARTNER_SETTLEMENT_GRACE_HOURS * 60 > SESSION_SETTLE_GRACE_MINUTES

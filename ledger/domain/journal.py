@@ -11,6 +11,7 @@ customer sees it is minus the sum of its postings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -108,22 +109,27 @@ def sale(
     debit: str,
     net_by_vat_rate: dict[Decimal | None, Decimal],
     vat_by_vat_rate: dict[Decimal | None, Decimal],
+    co_debits: Sequence[Posting] = (),
 ) -> JournalEntry:
     """A sale: the payer's account is debited the gross; revenue and VAT per rate credited.
 
-    Inputs are already rounded amounts (the invoice lines), so the entry balances exactly.
+    `co_debits` are shares other payers take (a partner, a discount): `debit` is then debited
+    only what they leave. Inputs are already rounded amounts (the invoice lines), so the entry
+    balances exactly.
     """
-    postings: list[Posting] = []
+    credits: list[Posting] = []
     gross = Decimal(0)
     for rate in sorted(net_by_vat_rate, key=lambda r: Decimal(-1) if r is None else r):
         net = net_by_vat_rate[rate]
         vat = vat_by_vat_rate.get(rate, Decimal(0))
         gross += net + vat
         if net:
-            postings.append(Posting(account("revenue"), -net))
+            credits.append(Posting(account("revenue"), -net))
         if vat:
-            postings.append(Posting(vat_account(rate), -vat))
-    postings.insert(0, Posting(debit, gross))
+            credits.append(Posting(vat_account(rate), -vat))
+    own = gross - sum((p.amount for p in co_debits), Decimal(0))
+    debits = [Posting(debit, own)] if own or not co_debits else []
+    postings = [*debits, *co_debits, *credits]
     if len(postings) == 1:  # a free session: a zero entry still names who would pay
         postings.append(Posting(account("revenue"), Decimal(0)))
     return JournalEntry(entry_id, currency, description, tuple(postings))

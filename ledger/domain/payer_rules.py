@@ -1,8 +1,8 @@
 """Who pays for a session (BILLING_RULES.md, "Who pays"): pure, decided once at start.
 
 The first rule that applies wins: open access, ad hoc terminal, corporate, subscription,
-then the driver's own per-session model. Corporate and subscription slot in at their place
-in `decide_payer` when those models exist; until then a driver's own model applies.
+then the driver's own per-session model. A sponsor (the partner) covers what it may and the
+driver's own model stands behind it for the rest, so a sponsored session carries both.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from ledger.domain.billing_model import BillingModel
+from ledger.domain.payer import PartnerTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,31 +26,45 @@ class PayerContext:
     driver_has_overdue_debt: bool
     tenant: dict[str, Any]  # TenantConfigured settings in force at start
     tariff_hold_override: Decimal | None
+    # The partner covering this driver here (enrolment, site), with the room its pool and
+    # the driver limit have left at start; None when no partner covers the session.
+    partner: tuple[PartnerTerms, Decimal] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PayerDecision:
-    billing_model: str | None  # None: nobody can pay, the session must stop
+    billing_model: BillingModel | None  # None: nobody can pay, the session must stop
     driver_id: str | None = None
     payment_method_token: str | None = None
     hold_amount: Decimal | None = None
     refusal_reason: str | None = None
+    own_model: BillingModel | None = None  # what pays the rest of a sponsored session
+    partner: PartnerTerms | None = None
 
 
 def decide_payer(ctx: PayerContext) -> PayerDecision:
     open_evses = ctx.location.get("open_access_evse_ids") or []
     if ctx.location.get("open_access") or (ctx.evse_id is not None and ctx.evse_id in open_evses):
-        return PayerDecision("open_access", driver_id=ctx.driver_id)
+        return PayerDecision(BillingModel.OPEN_ACCESS, driver_id=ctx.driver_id)
     if ctx.terminal_reference is not None:
-        return PayerDecision("ad_hoc_terminal", hold_amount=ctx.terminal_hold)
-    # 3. corporate and 4. subscription come here (issues to follow).
-    return _driver_own_model(ctx)
+        return PayerDecision(BillingModel.AD_HOC_TERMINAL, hold_amount=ctx.terminal_hold)
+    own = _driver_own_model(ctx)
+    if ctx.partner is not None and ctx.partner[1] > 0:
+        # 3. The partner covers what its pool and the driver limit allow; the driver's own
+        # model, if it can pay, stands behind it (decisions: docs/billing-decisions.md).
+        return PayerDecision(
+            BillingModel.CORPORATE, driver_id=ctx.driver_id,
+            payment_method_token=own.payment_method_token, hold_amount=own.hold_amount,
+            own_model=own.billing_model, partner=ctx.partner[0],
+        )
+    # 4. subscription comes here.
+    return own
 
 
 def _driver_own_model(ctx: PayerContext) -> PayerDecision:
     if ctx.driver is None or ctx.driver_id is None:
         return PayerDecision(None, refusal_reason="unknown id token: no driver to bill")
-    model = ctx.driver["billing_model"]
+    model = BillingModel(ctx.driver["billing_model"])
     token = ctx.driver.get("payment_method_token")
     if ctx.driver_has_overdue_debt and ctx.tenant.get("block_sessions_on_overdue_debt", True):
         # The card stays known: what is delivered before the stop is billed post-paid.
@@ -55,14 +72,14 @@ def _driver_own_model(ctx: PayerContext) -> PayerDecision:
             None, driver_id=ctx.driver_id, payment_method_token=token,
             refusal_reason="driver has overdue debt",
         )
-    if model in ("post_paid", "pre_authorization") and not token:
+    if model in (BillingModel.POST_PAID, BillingModel.PRE_AUTHORIZATION) and not token:
         return PayerDecision(
             None, driver_id=ctx.driver_id, refusal_reason="no payment method on file"
         )
-    if model == "pre_authorization":
+    if model == BillingModel.PRE_AUTHORIZATION:
         hold = _hold_amount(ctx)
-        return PayerDecision(model, ctx.driver_id, token, hold_amount=hold)
-    return PayerDecision(model, ctx.driver_id, token)
+        return PayerDecision(model, ctx.driver_id, token, hold_amount=hold, own_model=model)
+    return PayerDecision(model, ctx.driver_id, token, own_model=model)
 
 
 def _hold_amount(ctx: PayerContext) -> Decimal:

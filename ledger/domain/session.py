@@ -14,17 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.ids import natural_id
-
-BILLING_MODELS = (
-    "open_access",
-    "ad_hoc_terminal",
-    "corporate",
-    "subscription_prepaid",
-    "subscription_postpaid",
-    "wallet",
-    "pre_authorization",
-    "post_paid",
-)
+from ledger.domain.payer import Payer
 
 
 class ChargingSession(Aggregate):
@@ -49,7 +39,7 @@ class ChargingSession(Aggregate):
         self.evse_id: str | None = None
         self.terminal_reference: str | None = None
         self.tariff_id_hint: str | None = None
-        self.payer: dict[str, Any] | None = None
+        self.payer: Payer | None = None
         self.stop_requested = False
         self.settlement: dict[str, Any] | None = None
 
@@ -75,8 +65,8 @@ class ChargingSession(Aggregate):
 
     @event("PayerResolved")
     def resolve_payer(self, payer: dict[str, Any]) -> None:
-        """`payer`: billing_model, payer ids, tariff (id, JSON), time zone, hold amount."""
-        self.payer = payer
+        """`payer`: the record of a `Payer` (who pays, the tariff, time zone, hold, sponsors)."""
+        self.payer = Payer.from_record(payer)
 
     @event("StopRequested")
     def request_stop(self, reason: str, command_id: str) -> None:

@@ -31,7 +31,7 @@ def session_cdr(session: ChargingSession) -> dict[str, Any]:
     """The CDR of a settled session (InvalidCdr if it is not settled)."""
     if session.settlement is None or session.payer is None:
         raise InvalidCdr(f"session {session.transaction_id} is not settled: no CDR yet")
-    tariff_json: str = session.payer["tariff_json"]
+    tariff_json = session.payer.tariff_json
     tariff = tariff_from_json(tariff_json)
     country_code = tariff.country_code or json.loads(tariff_json).get("country_code") or "ZZ"
     party_id = tariff.party_id or "ZZZ"

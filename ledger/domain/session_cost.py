@@ -73,7 +73,7 @@ def running_cost_incl_vat(session: ChargingSession, now: datetime) -> Decimal:
     payer = session.payer
     assert payer is not None
     cost = running_cost(
-        tariff_from_json(payer["tariff_json"]), _meter(session), _zone(payer["time_zone"]), now
+        tariff_from_json(payer.tariff_json), _meter(session), _zone(payer.time_zone), now
     )
     return cost.incl_vat
 
@@ -81,8 +81,8 @@ def running_cost_incl_vat(session: ChargingSession, now: datetime) -> Decimal:
 def final_price(session: ChargingSession) -> SessionPrice:
     payer = session.payer
     assert payer is not None
-    tariff = tariff_from_json(payer["tariff_json"])
-    zone = _zone(payer["time_zone"])
+    tariff = tariff_from_json(payer.tariff_json)
+    zone = _zone(payer.time_zone)
     meter = _meter(session)
     last = session.ordered_readings()[-1]["timestamp"]
     folded = fold_charging_periods(meter, tariff, zone, until=session.ended_at or last)

@@ -108,3 +108,10 @@ def split_gross(
     """Split a rounded gross into (covered up to `first_share_max`, the rest)."""
     covered = min(gross, max(first_share_max, Decimal(0)))
     return covered, gross - covered
+
+
+def charge_lines_of_gross(gross: Decimal, currency: str) -> ChargeLines:
+    """A running cost as one line with no VAT split: what the limits watched while a session
+    runs need (its shares, not its tax)."""
+    rounded = round_to_minor_unit(gross, currency)
+    return ChargeLines(currency, (ChargeLine(None, rounded, Decimal(0)),) if rounded else ())

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from ledger.application import Batch
+from ledger.batch import Batch
 from ledger.domain.payment import Charge
 from ledger.domain.session import ChargingSession
-from ledger.handlers.config import require_tenant
+from ledger.handlers.corporate import SETTLE_PARTNER_PERIOD, settle_partner_period
+from ledger.handlers.lookups import require_tenant, schedule_of
+from ledger.handlers.orders import issue_attempt
+from ledger.handlers.settle import settle_session
 from ledger.messages import ClockTicked
 
 
 def handle_clock_ticked(message: ClockTicked, batch: Batch) -> None:
-    from ledger.handlers.payments import issue_attempt
-    from ledger.handlers.sessions import schedule_of
-    from ledger.handlers.settle import settle_session
-
     schedule = schedule_of(message.tenant_id, batch)
     if schedule.now is not None and message.now <= schedule.now:
         return  # time never runs backwards; an old tick has nothing left to do
@@ -32,5 +31,8 @@ def handle_clock_ticked(message: ClockTicked, batch: Batch) -> None:
             if session is not None and not session.is_settled and session.payer is not None:
                 tenant = require_tenant(batch, message.tenant_id, entry["due_at"])
                 settle_session(session, tenant, batch)
+        elif kind == SETTLE_PARTNER_PERIOD:
+            tenant = require_tenant(batch, message.tenant_id, entry["due_at"])
+            settle_partner_period(batch, message.tenant_id, subject, entry["due_at"], tenant)
         schedule.mark_done(kind, subject, message.now)
     schedule.advance(message.now)

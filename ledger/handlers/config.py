@@ -6,9 +6,11 @@ import json
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ledger.application import Batch
+from ledger.batch import Batch
 from ledger.domain.configuration import EffectiveDated, config_id
 from ledger.domain.errors import InvalidInput
+from ledger.domain.tariff import parse_tariff
+from ledger.handlers.lookups import require_tenant
 from ledger.messages import (
     Configuration,
     DriverConfigured,
@@ -43,28 +45,11 @@ def settings_of(message: Configuration) -> dict[str, Any]:
     }
 
 
-def config_as_of(
-    batch: Batch, kind: str, tenant_id: str, key: str, moment: Any
-) -> dict[str, Any] | None:
-    found = batch.get(EffectiveDated, config_id(kind, tenant_id, key))
-    return None if found is None else found.as_of(moment)
-
-
-def require_tenant(batch: Batch, tenant_id: str, moment: Any) -> dict[str, Any]:
-    """The tenant's settings in force at `moment`; an unknown tenant is invalid input."""
-    settings = config_as_of(batch, "tenant", tenant_id, tenant_id, moment)
-    if settings is None:
-        raise InvalidInput(f"unknown tenant {tenant_id!r} (no TenantConfigured in force)")
-    return settings
-
-
 def _validate(message: Configuration, batch: Batch) -> None:
     if isinstance(message, TenantConfigured):
         return
     tenant = require_tenant(batch, message.tenant_id, message.effective_at)
     if isinstance(message, TariffPublished):
-        from ledger.domain.tariff import parse_tariff
-
         try:
             tariff = parse_tariff(json.loads(message.ocpi_tariff_json))
         except ValueError as exc:

@@ -6,20 +6,25 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from ledger.application import Batch
+from ledger.batch import Batch
+from ledger.domain.billing_model import BillingModel
 from ledger.domain.driver_account import DriverAccount
 from ledger.domain.errors import InvalidInput
-from ledger.domain.ids import command_id
+from ledger.domain.payer import DriverTerms, Payer
 from ledger.domain.payer_rules import PayerContext, decide_payer
 from ledger.domain.payment import Hold
-from ledger.domain.schedule import Schedule
 from ledger.domain.session import ChargingSession
 from ledger.domain.session_cost import running_cost_incl_vat
-from ledger.domain.wallet import Wallet
-from ledger.handlers.config import config_as_of, require_tenant
+from ledger.domain.settlement import charge_lines_of_gross
+from ledger.domain.settlement_plan import partner_cover
+from ledger.handlers.corporate import partner_capacity_now, partner_cover_at_start
+from ledger.handlers.lookups import config_as_of, require_tenant, schedule_of
+from ledger.handlers.orders import request_hold, request_stop
 from ledger.handlers.settle import settle_session
+from ledger.handlers.vouchers import session_credit_available
+from ledger.handlers.wallets import watch_wallet
 from ledger.limits import SESSION_SETTLE_GRACE_MINUTES
-from ledger.messages import StopSessionRequested, TransactionEvent
+from ledger.messages import TransactionEvent
 
 ENERGY_MEASURAND = "Energy.Active.Import.Register"
 POWER_MEASURAND = "Power.Active.Import"
@@ -99,7 +104,7 @@ def handle_transaction_event(message: TransactionEvent, batch: Batch) -> None:
     if session.payer is None:
         return
     if session.ended_at is None:
-        _watch_limits(session, tenant, batch)
+        _watch_limits(session, batch)
     elif session.is_complete:
         settle_session(session, tenant, batch)
     else:
@@ -131,6 +136,10 @@ def _start(
         hold = batch.get(Hold, Hold.create_id(session.tenant_id,
                                               "terminal:" + session.terminal_reference))
         terminal_hold = hold.amount if hold else None
+    partner = (
+        partner_cover_at_start(batch, tenant, session.tenant_id, driver_id, location, at)
+        if driver_id is not None and driver is not None else None
+    )
     decision = decide_payer(
         PayerContext(
             location=location,
@@ -140,77 +149,70 @@ def _start(
             driver_id=driver_id, driver=driver,
             driver_has_overdue_debt=bool(account and account.has_overdue_debt),
             tenant=tenant, tariff_hold_override=tariff.get("preauth_hold_amount"),
+            partner=partner,
         )
     )
-    session.resolve_payer({
-        "billing_model": decision.billing_model,
-        "driver_id": decision.driver_id,
-        "payment_method_token": decision.payment_method_token,
-        "hold_amount": decision.hold_amount,
-        "refusal_reason": decision.refusal_reason,
-        "tariff_id": tariff_id,
-        "tariff_json": tariff["ocpi_tariff_json"],
-        "time_zone": location["time_zone"],
-        "currency": tenant["currency"],
-        "driver": driver,
-        "stop_threshold_percent": tenant["preauth_stop_threshold_percent"],
-    })
+    payer = Payer(
+        billing_model=decision.billing_model,
+        own_model=decision.own_model,
+        driver_id=decision.driver_id,
+        payment_method_token=decision.payment_method_token,
+        hold_amount=decision.hold_amount,
+        refusal_reason=decision.refusal_reason,
+        tariff_id=tariff_id,
+        tariff_json=tariff["ocpi_tariff_json"],
+        time_zone=location["time_zone"],
+        currency=tenant["currency"],
+        driver=DriverTerms.from_settings(driver),
+        stop_threshold_percent=Decimal(tenant["preauth_stop_threshold_percent"]),
+        partner=decision.partner,
+    )
+    session.resolve_payer(payer.to_record())
     if decision.billing_model is None:
         request_stop(session, decision.refusal_reason or "nobody can pay", batch)
-    elif decision.billing_model == "pre_authorization":
-        from ledger.handlers.payments import request_hold
-
+    elif decision.own_model == BillingModel.PRE_AUTHORIZATION:
         request_hold(session, batch)
 
 
-def request_stop(session: ChargingSession, reason: str, batch: Batch) -> None:
-    """Ask the CSMS to stop the session: once per session, with the reason."""
-    if session.stop_requested or session.ended_at is not None:
-        return
-    stop_id = command_id(session.tenant_id, "stop", session.transaction_id)
-    session.request_stop(reason, stop_id)
-    batch.issue(
-        StopSessionRequested(
-            event_id=stop_id, tenant_id=session.tenant_id,
-            occurred_at=session.ordered_readings()[-1]["timestamp"], producer="evledger",
-            transaction_id=session.transaction_id, location_id=session.location_id,
-            charge_point_id=session.charge_point_id, reason=reason,
-        ),
-        key=f"{session.tenant_id}:{session.transaction_id}",
-        subject={"kind": "session", "id": session.id.hex},
-    )
+def _watch_limits(session: ChargingSession, batch: Batch) -> None:
+    """On each meter update: stop near a hold or a wallet balance; top a wallet up in time.
 
-
-def _watch_limits(session: ChargingSession, tenant: dict[str, Any], batch: Batch) -> None:
-    """On each meter update: stop near a hold or a wallet balance; top a wallet up in time."""
+    Only the driver's own share weighs: what the partner may still cover and the driver's
+    session credit come off the running cost first (they pay first at the end)."""
     payer = session.payer
     assert payer is not None
-    model = payer["billing_model"]
-    if model not in ("pre_authorization", "ad_hoc_terminal", "wallet"):
+    model = payer.own_model or payer.billing_model
+    if model not in WATCHED_MODELS:
         return
     now = session.ordered_readings()[-1]["timestamp"]
     cost = running_cost_incl_vat(session, now)
-    if model != "ad_hoc_terminal" and payer["driver_id"]:
-        # Session credit pays first at the end, so only the rest weighs on a hold or wallet.
-        from ledger.handlers.vouchers import session_credit_available
-
-        credit = session_credit_available(session, payer["driver_id"], payer["currency"], now,
-                                          batch)
+    if payer.partner is not None and payer.driver_id is not None:
+        capacity = partner_capacity_now(batch, session.tenant_id, payer.driver_id, payer.partner)
+        covered = partner_cover(
+            charge_lines_of_gross(cost, payer.currency), capacity,
+            payer.partner.discount_percent,
+        )
+        cost = max(cost - covered.share.gross, Decimal(0))
+    if model != BillingModel.AD_HOC_TERMINAL and payer.driver_id:
+        credit = session_credit_available(session, payer.driver_id, payer.currency, now, batch)
         cost = max(cost - credit, Decimal(0))
-    threshold = Decimal(payer["stop_threshold_percent"]) / 100
-    if model == "pre_authorization":
-        hold_amount = Decimal(payer["hold_amount"])
-        if cost >= hold_amount * threshold:
+    threshold = payer.stop_threshold
+    if model == BillingModel.PRE_AUTHORIZATION:
+        assert payer.hold_amount is not None
+        if cost >= payer.hold_amount * threshold:
             request_stop(session, "pre-authorization limit reached", batch)
-    elif model == "ad_hoc_terminal":
+    elif model == BillingModel.AD_HOC_TERMINAL:
         hold = batch.get(Hold, Hold.create_id(session.tenant_id,
                                               "terminal:" + str(session.terminal_reference)))
         if hold is not None and cost >= hold.amount * threshold:
             request_stop(session, "terminal authorization limit reached", batch)
     else:
-        from ledger.handlers.wallets import watch_wallet
-
         watch_wallet(session, cost, threshold, batch)
+
+
+WATCHED_MODELS = frozenset(
+    {BillingModel.PRE_AUTHORIZATION, BillingModel.AD_HOC_TERMINAL, BillingModel.WALLET}
+)
 
 
 def _schedule_settlement(session: ChargingSession, batch: Batch) -> None:
@@ -222,19 +224,3 @@ def _schedule_settlement(session: ChargingSession, batch: Batch) -> None:
             session.ended_at + timedelta(minutes=SESSION_SETTLE_GRACE_MINUTES),
             "settle_session", session.transaction_id,
         )
-
-
-def schedule_of(tenant_id: str, batch: Batch) -> Schedule:
-    schedule = batch.get(Schedule, Schedule.create_id(tenant_id))
-    if schedule is None:
-        schedule = Schedule(tenant_id=tenant_id)
-        batch.add(schedule)
-    return schedule
-
-
-def wallet_of(tenant_id: str, driver_id: str, currency: str, batch: Batch) -> Wallet:
-    wallet = batch.get(Wallet, Wallet.create_id(tenant_id, driver_id))
-    if wallet is None:
-        wallet = Wallet(tenant_id=tenant_id, driver_id=driver_id, currency=currency)
-        batch.add(wallet)
-    return wallet

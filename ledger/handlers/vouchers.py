@@ -9,17 +9,20 @@ dead-lettered. Journal treatment and the decisions behind it: docs/billing-decis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from ledger.application import Batch
+from ledger.batch import Batch
 from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.journal import JournalEntry, Posting, account, transfer
 from ledger.domain.money import round_to_minor_unit
+from ledger.domain.payer_waterfall import Share, Source
 from ledger.domain.session import ChargingSession
-from ledger.domain.settlement import ChargeLine, ChargeLines, VatRate, split_gross
+from ledger.domain.settlement import ChargeLine, ChargeLines, VatRate
 from ledger.domain.voucher import HeldSessionCredit, Voucher, VoucherBatch
-from ledger.handlers.config import config_as_of, require_tenant
+from ledger.handlers.documents import issue_document
+from ledger.handlers.lookups import config_as_of, require_tenant, wallet_of
 from ledger.messages import VoucherBatchIssued, VoucherRedemptionRequested
 
 # Codes named in a refusal reason: enough to find them, short enough to read.
@@ -105,8 +108,6 @@ def _invoice_partner(
 ) -> tuple[str, JournalEntry]:
     """Invoice the batch to the partner and book it: the partner owes the invoice's gross,
     we owe the face value of every code, the difference is a discount (or a premium)."""
-    from ledger.handlers.settle import issue_document
-
     partner_id = message.bought_by_partner_id
     assert partner_id is not None and message.price_per_code_net is not None
     currency = message.currency
@@ -141,8 +142,6 @@ def _invoice_partner(
 def handle_voucher_redemption_requested(
     message: VoucherRedemptionRequested, batch: Batch
 ) -> None:
-    from ledger.handlers.sessions import wallet_of
-
     tenant = require_tenant(batch, message.tenant_id, message.occurred_at)
     at = message.occurred_at
     # Ids are tenant-scoped: another tenant's code is unknown here, and says so.
@@ -177,38 +176,36 @@ def handle_voucher_redemption_requested(
 
 
 # ---------------------------------------------------------------- paying sessions
-def apply_session_credit(
-    session: ChargingSession, driver_id: str, share: Decimal, currency: str, batch: Batch
-) -> list[tuple[str, Decimal]]:
-    """Pay up to `share` (the driver's own share of a session, rounded) from the session
-    credit the driver holds: valid during the session, at its site, oldest expiry first.
-
-    Each voucher used books its own entry (from its value account to the driver's
-    receivable). Returns (code, amount paid) per voucher used; the caller's billing model
-    pays what is left.
-    """
-    assert session.started_at is not None and session.ended_at is not None
+def session_credit_sources(
+    session: ChargingSession, driver_id: str, currency: str, until: datetime, batch: Batch
+) -> tuple[Source, ...]:
+    """The session credit the driver holds that can pay this session (ended, or running until
+    `until`): valid during the session, at its site, oldest expiry first; each a waterfall
+    source paying from its value account."""
     held = batch.get(HeldSessionCredit, HeldSessionCredit.create_id(session.tenant_id, driver_id))
-    if held is None or share <= 0:
-        return []
-    usable = _usable_credit(session, held, currency, session.ended_at, batch)
-    tx = session.transaction_id
-    left = share
-    paid: list[tuple[str, Decimal]] = []
-    for voucher in usable:
-        if left == 0:
-            break
-        covered, left = split_gross(left, voucher.remaining_amount)
-        entry = transfer(
-            f"voucher:{session.tenant_id}:{voucher.code}:session:{tx}", currency,
-            f"voucher {voucher.code} pays session {tx}", voucher.value_account,
-            account("driver_receivable", driver_id), covered,
-        )
-        voucher.use(tx, covered, [entry.to_dict()])
+    if held is None:
+        return ()
+    return tuple(
+        Source("voucher", voucher.code, voucher.remaining_amount, voucher.value_account)
+        for voucher in _usable_credit(session, held, currency, until, batch)
+    )
+
+
+def use_session_credit(
+    session: ChargingSession, driver_id: str,
+    uses: Sequence[tuple[Share, JournalEntry]], batch: Batch,
+) -> None:
+    """Carry out the vouchers' shares of a settlement plan, each with its own entry."""
+    if not uses:
+        return
+    held = batch.get(HeldSessionCredit, HeldSessionCredit.create_id(session.tenant_id, driver_id))
+    assert held is not None, "a voucher share comes from held session credit"
+    for share, entry in uses:
+        voucher = batch.get(Voucher, Voucher.create_id(session.tenant_id, share.payer_id))
+        assert voucher is not None
+        voucher.use(session.transaction_id, share.amount, [entry.to_dict()])
         if voucher.remaining_amount == 0:
             held.remove(voucher.code)
-        paid.append((voucher.code, covered))
-    return paid
 
 
 def _usable_credit(
@@ -236,8 +233,5 @@ def session_credit_available(
 ) -> Decimal:
     """What the driver's session credit could pay of this running session (read only), so
     limits watched during a session count it (a driver with credit is not stopped early)."""
-    held = batch.get(HeldSessionCredit, HeldSessionCredit.create_id(session.tenant_id, driver_id))
-    if held is None:
-        return Decimal(0)
-    usable = _usable_credit(session, held, currency, now, batch)
-    return sum((v.remaining_amount for v in usable), Decimal(0))
+    sources = session_credit_sources(session, driver_id, currency, now, batch)
+    return sum((source.capacity or Decimal(0) for source in sources), Decimal(0))

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
-from ledger.application import Batch
+from ledger.batch import Batch
 from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.journal import account, transfer
+from ledger.domain.payer import DriverTerms
 from ledger.domain.session import ChargingSession
 from ledger.domain.settlement import ChargeLine, ChargeLines
 from ledger.domain.wallet import TopUpReference, Wallet
-from ledger.handlers.config import config_as_of, require_tenant
+from ledger.handlers.documents import issue_document
+from ledger.handlers.lookups import config_as_of, require_tenant, wallet_of
+from ledger.handlers.orders import open_charge, request_stop
 from ledger.messages import WalletTopUpRequested
 
 
 def handle_top_up_requested(message: WalletTopUpRequested, batch: Batch) -> None:
-    from ledger.handlers.payments import open_charge
-    from ledger.handlers.sessions import wallet_of
-
     tenant = require_tenant(batch, message.tenant_id, message.occurred_at)
     driver = config_as_of(batch, "driver", message.tenant_id, message.driver_id,
                           message.occurred_at)
@@ -56,53 +55,42 @@ def watch_wallet(
     session: ChargingSession, running_cost: Decimal, threshold: Decimal, batch: Batch
 ) -> None:
     """During a session: top up in time (auto-top-up) or stop near the balance."""
-    from ledger.handlers.sessions import request_stop, wallet_of
-
     payer = session.payer
-    assert payer is not None
-    driver: dict[str, Any] = payer.get("driver") or {}
-    wallet = wallet_of(session.tenant_id, payer["driver_id"], payer["currency"], batch)
+    assert payer is not None and payer.driver_id is not None
+    driver = payer.driver
+    wallet = wallet_of(session.tenant_id, payer.driver_id, payer.currency, batch)
     available = wallet.balance - running_cost
     now = session.ordered_readings()[-1]["timestamp"]
-    if _auto_top_up(driver):
-        if available < Decimal(driver["auto_top_up_threshold"]):
+    if driver.tops_up_automatically:
+        assert driver.auto_top_up_threshold is not None
+        if available < driver.auto_top_up_threshold:
             _start_auto_top_up(wallet, driver, now, batch)
         return
     if running_cost >= wallet.balance * threshold:
         request_stop(session, "wallet balance nearly used", batch)
 
 
-def top_up_if_low(
-    wallet: Wallet, driver: dict[str, Any], tenant: dict[str, Any], at: datetime, batch: Batch
-) -> None:
-    if _auto_top_up(driver) and wallet.balance < Decimal(driver["auto_top_up_threshold"]):
+def top_up_if_low(wallet: Wallet, driver: DriverTerms, at: datetime, batch: Batch) -> None:
+    if not driver.tops_up_automatically:
+        return
+    assert driver.auto_top_up_threshold is not None
+    if wallet.balance < driver.auto_top_up_threshold:
         _start_auto_top_up(wallet, driver, at, batch)
 
 
-def _auto_top_up(driver: dict[str, Any]) -> bool:
-    return bool(
-        driver.get("auto_top_up_threshold") is not None
-        and driver.get("auto_top_up_amount")
-        and driver.get("payment_method_token")
-    )
-
-
-def _start_auto_top_up(
-    wallet: Wallet, driver: dict[str, Any], at: datetime, batch: Batch
-) -> None:
-    from ledger.handlers.payments import open_charge
-
+def _start_auto_top_up(wallet: Wallet, driver: DriverTerms, at: datetime, batch: Batch) -> None:
     if wallet.pending_top_up is not None:
         return  # one top-up at a time; the next update checks again
     # Numbered per wallet: each auto-top-up is a charge of its own, however many a
     # session needs.
     reference = f"auto:{wallet.driver_id}:{wallet.auto_top_ups + 1}"
-    amount = Decimal(driver["auto_top_up_amount"])
+    amount = driver.auto_top_up_amount
+    assert amount is not None
     wallet.start_top_up(reference, amount, automatic=True)
     open_charge(
         batch, wallet.tenant_id, [], purpose="top_up", reference=reference,
         driver_id=wallet.driver_id, amount=amount, currency=wallet.currency,
-        token=driver["payment_method_token"], settles_account=account("wallet", wallet.driver_id),
+        token=driver.payment_method_token, settles_account=account("wallet", wallet.driver_id),
         at=at,
     )
 
@@ -111,8 +99,6 @@ def issue_top_up_receipt(
     wallet: Wallet, amount: Decimal, reference: str, at: datetime, batch: Batch
 ) -> None:
     """A top-up is a prepayment, not a supply: its receipt carries no VAT (charged on use)."""
-    from ledger.handlers.settle import issue_document
-
     issue_document(
         batch, wallet.tenant_id, "wallet_top_up", reference=reference,
         bill_to=wallet.driver_id, currency=wallet.currency, issued_at=at,

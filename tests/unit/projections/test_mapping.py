@@ -29,7 +29,11 @@ from tests.unit.projections.events import (
 def _settled_session(tenant_id: str = "t1", tx: str = "tx-1") -> list[Any]:
     session = ChargingSession(tenant_id=tenant_id, transaction_id=tx, location_id="L1",
                               charge_point_id="CP1")
-    session.resolve_payer({"billing_model": "post_paid", "driver_id": "d1"})
+    session.resolve_payer({
+        "billing_model": "post_paid", "driver_id": "d1", "tariff_id": "T1",
+        "tariff_json": "{}", "time_zone": "UTC", "currency": "EUR",
+        "stop_threshold_percent": "95",
+    })
     session.settle(
         {
             "billing_model": "post_paid", "currency": "EUR",

@@ -1,0 +1,109 @@
+"""One batch of inbound messages: the items, what became of them, and the aggregates it changes.
+
+Handlers import this module (never the application), so the dependency points one way:
+`ledger.application` -> `ledger.handlers` -> `ledger.batch` -> `ledger.domain`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from ledger.domain.outbox import OutboundCommand
+from ledger.messages import Envelope
+
+A = TypeVar("A", bound=Aggregate)
+# Reads one stored aggregate, or None when the store holds none under that id.
+StoredAggregate = Callable[[UUID], Aggregate | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One item of a batch: a decoded message, or the reason it could not be decoded."""
+
+    source: str  # e.g. "kafka:csms.transaction-events:2" or "file:day.jsonl"
+    position: int  # offset or line number within the source; grows along the source
+    message: Envelope | None
+    key: str | None = None
+    raw: str = ""
+    error: str | None = None
+    type_name: str | None = None
+
+    def __post_init__(self) -> None:
+        assert (self.message is None) != (self.error is None), "message xor error"
+
+
+@dataclass(slots=True)
+class BatchResult:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    refused: int = 0
+    skipped_before_position: int = 0
+    commands_issued: int = 0
+    new_events: int = 0
+
+
+class Batch:
+    """The aggregates one batch reads and changes, collected into one transaction."""
+
+    def __init__(
+        self, stored: StoredAggregate, known_absent: frozenset[UUID] = frozenset()
+    ) -> None:
+        self._stored = stored
+        # Ids the store was asked about in bulk and does not hold: no read needed for them.
+        self._known_absent = known_absent
+        self._touched: dict[UUID, Aggregate] = {}
+        self._order: list[UUID] = []
+        self.commands_issued = 0
+
+    def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        found = self._touched.get(aggregate_id)
+        if found is None:
+            if aggregate_id in self._known_absent:
+                return None
+            found = self._stored(aggregate_id)
+            if found is None:
+                return None
+            self._remember(found)
+        assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
+        return found
+
+    def add(self, aggregate: Aggregate) -> None:
+        """Track a newly created aggregate so its events are saved with the batch."""
+        self._remember(aggregate)
+
+    def issue(self, command: Envelope, key: str, subject: dict[str, str]) -> None:
+        """Record an outbound command in this transaction (the outbox)."""
+        command_aggregate_id = OutboundCommand.create_id(command.tenant_id, command.event_id)
+        if self.get(OutboundCommand, command_aggregate_id) is not None:
+            return  # the same cause issued it already: never twice, never under a new id
+        self.add(
+            OutboundCommand(
+                tenant_id=command.tenant_id,
+                command_id=command.event_id,
+                topic=command.TOPIC,
+                key=key,
+                type_name=command.type_name(),
+                payload=command.model_dump(mode="json"),
+                subject=subject,
+            )
+        )
+        self.commands_issued += 1
+
+    def _remember(self, aggregate: Aggregate) -> None:
+        if aggregate.id not in self._touched:
+            self._touched[aggregate.id] = aggregate
+            self._order.append(aggregate.id)
+
+    def aggregates(self) -> Iterator[Aggregate]:
+        for aggregate_id in self._order:
+            yield self._touched[aggregate_id]
+
+
+
+__all__ = ["Batch", "BatchResult", "Inbound", "StoredAggregate"]
