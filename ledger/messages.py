@@ -227,6 +227,8 @@ class TenantConfigured(Configuration):
         default_factory=lambda: [1, 6, 24, 72, 168], max_length=20
     )
     block_sessions_on_overdue_debt: bool = True
+    # The books' time zone: partner periods and subscription cycles are aligned to it.
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
 
 
 class TariffPublished(Configuration):
@@ -284,6 +286,9 @@ class PartnerConfigured(Configuration):
     pool_limit: NonNegDec
     discount_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
     own_sites_only: bool = False
+    # invoice: the settlement invoice is left as a receivable; card: charged to the token.
+    payment_terms: Literal["invoice", "card"] = "invoice"
+    payment_method_token: Id | None = None
 
 
 class EnrolmentChanged(Configuration):

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from projections.changes import RowChange
 from projections.sql import UPSERT_AGGREGATE
-from projections.values import ProjectionError
+from projections.values import ProjectionError, instant_text
 
 # The natural key of the aggregates whose later events the read models project.
-NATURAL_KEY_FIELDS: dict[str, str] = {
+NATURAL_KEY_FIELDS: dict[str, str | tuple[str, ...]] = {
     "ChargingSession": "transaction_id",
     "Wallet": "driver_id",
     "InvoiceSeries": "series",
     "Charge": "reference",
     "Hold": "reference",
+    # A partner's pool is one per period: "<partner_id>|<period start, ISO>".
+    "CorporatePool": ("partner_id", "period_start"),
 }
+NATURAL_KEY_SEPARATOR = "|"
 # Aggregates complete in their creation event (one per inbound message, or per command):
 # nothing later needs their tenant, so they are not remembered.
 SINGLE_EVENT_KINDS: frozenset[str] = frozenset(
@@ -56,6 +60,11 @@ def identity_of(event: Any) -> Identity | None:
     if kind in SINGLE_EVENT_KINDS or not isinstance(tenant_id, str):
         return None
     key_field = NATURAL_KEY_FIELDS.get(kind)
+    if isinstance(key_field, tuple):
+        return Identity(kind, tenant_id, NATURAL_KEY_SEPARATOR.join(
+            str(instant_text(v) if isinstance(v, datetime) else v)
+            for v in (getattr(event, f) for f in key_field)
+        ))
     natural_key = getattr(event, key_field) if key_field else getattr(event, "key", None)
     return Identity(kind, tenant_id, None if natural_key is None else str(natural_key))
 

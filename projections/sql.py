@@ -286,6 +286,19 @@ JOURNAL_POSTING = Statement(
     " amount_minor)"
     " VALUES (:tenant_id, :entry_id, :seq, :account, :currency, :amount, :amount_minor)",
 )
+CORPORATE_ACCOUNT_OPENED = Statement(
+    "corporate_account_opened",
+    "INSERT INTO rm_corporate_accounts (tenant_id, partner_id, period_start, period_end,"
+    " currency, pool_cap, pool_used)"
+    " VALUES (:tenant_id, :partner_id, :period_start, :period_end, :currency, :pool_cap,"
+    " :pool_used) ON CONFLICT (tenant_id, partner_id, period_start) DO NOTHING",
+)
+CORPORATE_ACCOUNT_USED = Statement(
+    "corporate_account_used",
+    "UPDATE rm_corporate_accounts SET pool_used = :pool_used"
+    " WHERE tenant_id = :tenant_id AND partner_id = :partner_id"
+    " AND period_start = :period_start",
+)
 WALLET_OPENED = Statement(
     "wallet_opened",
     "INSERT INTO rm_wallets (tenant_id, driver_id, currency)"

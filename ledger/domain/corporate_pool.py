@@ -46,8 +46,11 @@ class CorporatePool(Aggregate):
     def cover(
         self, transaction_id: str, driver_id: str, billed_gross: Decimal,
         share_lines: list[dict[str, Any]], billed_lines: list[dict[str, Any]],
+        pool_used: Decimal,
     ) -> None:
-        """The partner pays `billed_gross` of a session (its share, less its discount)."""
+        """The partner pays `billed_gross` of a session (its share, less its discount);
+        `pool_used` is the period's total after it (what read models show)."""
+        assert pool_used == self.used + billed_gross, (pool_used, self.used, billed_gross)
         self.used += billed_gross
         self.used_by_driver[driver_id] = (
             self.used_by_driver.get(driver_id, Decimal(0)) + billed_gross

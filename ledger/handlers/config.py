@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.batch import Batch
 from ledger.domain.configuration import EffectiveDated, config_id
-from ledger.domain.errors import InvalidInput
+from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.tariff import parse_tariff
-from ledger.handlers.lookups import require_tenant
+from ledger.handlers.lookups import config_as_of, require_tenant
 from ledger.messages import (
     Configuration,
     DriverConfigured,
@@ -45,8 +45,16 @@ def settings_of(message: Configuration) -> dict[str, Any]:
     }
 
 
+def _check_time_zone(name: str, what: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInput(f"{what}: unknown time zone {name!r}") from exc
+
+
 def _validate(message: Configuration, batch: Batch) -> None:
     if isinstance(message, TenantConfigured):
+        _check_time_zone(message.time_zone, f"tenant {message.tenant_id}")
         return
     tenant = require_tenant(batch, message.tenant_id, message.effective_at)
     if isinstance(message, TariffPublished):
@@ -60,10 +68,29 @@ def _validate(message: Configuration, batch: Batch) -> None:
                 f"tenant bills in {tenant['currency']}"
             )
     elif isinstance(message, LocationConfigured):
-        try:
-            ZoneInfo(message.time_zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise InvalidInput(f"location {message.location_id}: unknown time zone") from exc
+        _check_time_zone(message.time_zone, f"location {message.location_id}")
+    elif isinstance(message, PartnerConfigured):
+        if message.payment_terms == "card" and not message.payment_method_token:
+            raise InvalidInput(
+                f"partner {message.partner_id} pays by card but has no payment method token"
+            )
+    elif isinstance(message, EnrolmentChanged):
+        partner = config_as_of(
+            batch, "partner", message.tenant_id, message.partner_id, message.effective_at
+        )
+        if partner is None:
+            raise RuleViolation(
+                f"enrolment of driver {message.driver_id} with unknown partner "
+                f"{message.partner_id!r} (no PartnerConfigured in force at "
+                f"{message.effective_at.isoformat()})"
+            )
+    elif isinstance(message, PlanPublished | SubscriptionChanged):
+        # Never accepted and ignored: a subscriber would be billed as if the plan did not
+        # exist. Refused with the reason until subscriptions are built (issue 7).
+        raise RuleViolation(
+            f"{message.type_name()} refused: subscriptions are not supported by this "
+            "release yet; the driver's own model bills their sessions"
+        )
 
 
 def handle_configuration(message: Configuration, batch: Batch) -> None:

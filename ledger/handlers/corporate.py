@@ -112,7 +112,7 @@ def book_partner_share(
         return
     pool.cover(transaction_id, driver_id, billed.gross,
                [line.to_dict("share") for line in share.lines],
-               [line.to_dict("billed") for line in billed.lines])
+               [line.to_dict("billed") for line in billed.lines], pool.used + billed.gross)
 
 
 def settle_partner_period(
