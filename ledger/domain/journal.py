@@ -30,6 +30,7 @@ ACCOUNT_KINDS: frozenset[str] = frozenset(
         "vat_payable",  # VAT owed to the tax office (per rate)
         "operator_absorbed_cost",  # free charging the operator pays for itself
         "discounts",  # discounts granted (contra-revenue)
+        "subscription_allowance",  # charging a plan's fee already paid for (contra-revenue)
         "bank_clearing",  # bank transfers received, not yet reconciled
     }
 )

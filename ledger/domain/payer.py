@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.domain.billing_model import OWN_MODELS, BillingModel
+from ledger.domain.subscription import PlanTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,29 @@ class PartnerTerms:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriptionTerms:
+    """The plan covering this session, in the cycle holding its start (rule 4)."""
+
+    subscription_id: str
+    cycle_index: int
+    plan: PlanTerms
+
+    @property
+    def billing_model(self) -> BillingModel:
+        return (BillingModel.SUBSCRIPTION_PREPAID if self.plan.payment == "prepaid"
+                else BillingModel.SUBSCRIPTION_POSTPAID)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"subscription_id": self.subscription_id, "cycle_index": self.cycle_index,
+                "plan": self.plan.to_settings()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SubscriptionTerms:
+        return cls(record["subscription_id"], int(record["cycle_index"]),
+                   PlanTerms.from_settings(record["plan"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Payer:
     billing_model: BillingModel | None  # None: nobody can pay, the session must stop
     own_model: BillingModel | None  # the driver's per-session model for what sponsors leave
@@ -91,6 +115,7 @@ class Payer:
     driver: DriverTerms
     stop_threshold_percent: Decimal
     partner: PartnerTerms | None = None
+    subscription: SubscriptionTerms | None = None
 
     def __post_init__(self) -> None:
         assert self.own_model is None or self.own_model in OWN_MODELS, self.own_model
@@ -114,6 +139,9 @@ class Payer:
             "driver": self.driver.to_settings(),
             "stop_threshold_percent": self.stop_threshold_percent,
             "partner": None if self.partner is None else self.partner.to_record(),
+            "subscription": (
+                None if self.subscription is None else self.subscription.to_record()
+            ),
         }
 
     @classmethod
@@ -124,6 +152,7 @@ class Payer:
         if own is None and billing_model in OWN_MODELS:
             own = billing_model  # a record from before sponsors: the model was the driver's
         partner = record.get("partner")
+        subscription = record.get("subscription")
         return cls(
             billing_model=billing_model,
             own_model=None if own is None else BillingModel(own),
@@ -138,6 +167,9 @@ class Payer:
             driver=DriverTerms.from_settings(record.get("driver")),
             stop_threshold_percent=Decimal(record["stop_threshold_percent"]),
             partner=None if partner is None else PartnerTerms.from_record(partner),
+            subscription=(
+                None if subscription is None else SubscriptionTerms.from_record(subscription)
+            ),
         )
 
 

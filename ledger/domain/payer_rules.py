@@ -1,8 +1,9 @@
 """Who pays for a session (BILLING_RULES.md, "Who pays"): pure, decided once at start.
 
 The first rule that applies wins: open access, ad hoc terminal, corporate, subscription,
-then the driver's own per-session model. A sponsor (the partner) covers what it may and the
-driver's own model stands behind it for the rest, so a sponsored session carries both.
+then the driver's own per-session model. A sponsor (the partner, a plan) covers what it may
+and the driver's own model stands behind it for the rest, so a sponsored session carries
+both.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.domain.billing_model import BillingModel
-from ledger.domain.payer import PartnerTerms
+from ledger.domain.payer import PartnerTerms, SubscriptionTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class PayerContext:
     # The partner covering this driver here (enrolment, site), with the room its pool and
     # the driver limit have left at start; None when no partner covers the session.
     partner: tuple[PartnerTerms, Decimal] | None = None
+    # The driver's live plan, in the cycle holding the start, when it covers this site.
+    subscription: SubscriptionTerms | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class PayerDecision:
     refusal_reason: str | None = None
     own_model: BillingModel | None = None  # what pays the rest of a sponsored session
     partner: PartnerTerms | None = None
+    subscription: SubscriptionTerms | None = None
 
 
 def decide_payer(ctx: PayerContext) -> PayerDecision:
@@ -49,16 +53,22 @@ def decide_payer(ctx: PayerContext) -> PayerDecision:
     if ctx.terminal_reference is not None:
         return PayerDecision(BillingModel.AD_HOC_TERMINAL, hold_amount=ctx.terminal_hold)
     own = _driver_own_model(ctx)
+    sponsor: BillingModel | None = None
     if ctx.partner is not None and ctx.partner[1] > 0:
-        # 3. The partner covers what its pool and the driver limit allow; the driver's own
-        # model, if it can pay, stands behind it (decisions: docs/billing-decisions.md).
-        return PayerDecision(
-            BillingModel.CORPORATE, driver_id=ctx.driver_id,
-            payment_method_token=own.payment_method_token, hold_amount=own.hold_amount,
-            own_model=own.billing_model, partner=ctx.partner[0],
-        )
-    # 4. subscription comes here.
-    return own
+        # 3. The partner covers what its pool and the driver limit allow; a plan's allowance
+        # what it can of the rest (4); the driver's own model, if it can pay, stands behind
+        # both (decisions: docs/billing-decisions.md).
+        sponsor = BillingModel.CORPORATE
+    elif ctx.subscription is not None:
+        sponsor = ctx.subscription.billing_model
+    if sponsor is None:
+        return own
+    return PayerDecision(
+        sponsor, driver_id=ctx.driver_id, payment_method_token=own.payment_method_token,
+        hold_amount=own.hold_amount, own_model=own.billing_model,
+        partner=ctx.partner[0] if sponsor == BillingModel.CORPORATE and ctx.partner else None,
+        subscription=ctx.subscription,
+    )
 
 
 def _driver_own_model(ctx: PayerContext) -> PayerDecision:

@@ -23,6 +23,7 @@ from ledger.domain.money import Money, minor_unit, round_to_minor_unit
 from ledger.domain.payer import Payer
 from ledger.domain.payer_waterfall import Share, Source, pour
 from ledger.domain.settlement import ChargeLine, ChargeLines, split_gross
+from ledger.domain.subscription import AllowanceLeft
 
 
 # ---------------------------------------------------------------- shares by VAT rate
@@ -140,6 +141,9 @@ class SettlementInputs:
     vouchers: tuple[Source, ...] = ()  # usable session credit, in paying order
     hold: HoldState | None = None
     terminal_reference: str | None = None
+    # The subscription's allowance left in the session's cycle, and the session's energy.
+    allowance_left: AllowanceLeft | None = None
+    energy_kwh: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,12 @@ class SettlementPlan:
     card_charge: CardCharge | None
     receipt_to: str | None
     receipt_lines: ChargeLines
+    # What the subscription's allowance covered (its usage) and, for a post-paid plan, what
+    # the driver is billed on the cycle's invoice instead of per session.
+    allowance: ChargeLines | None = None
+    allowance_kwh: Decimal = Decimal(0)
+    allowance_fraction: Decimal = Decimal(0)
+    postpaid_usage: ChargeLines | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +272,16 @@ def _ad_hoc_terminal(own: OwnShare) -> OwnPart:
     )
 
 
+def _subscription_postpaid(own: OwnShare) -> OwnPart:
+    """A post-paid plan bills what its allowance leaves on the cycle's invoice (fee and
+    usage), charged at the cycle's end: nothing is charged per session, and the cycle's
+    invoice is the driver's document."""
+    return OwnPart(
+        sale_debit=account("driver_receivable", own.driver_id),
+        shares=(Share("driver", own.driver_id, own.due),),
+    )
+
+
 def _open_access(own: OwnShare) -> OwnPart:
     inputs = own.inputs
     # Free charging wins over a card tapped at the terminal (payer rule 1): the whole
@@ -279,6 +299,7 @@ OWN_MODEL_PLANNERS: dict[BillingModel, Callable[[OwnShare], OwnPart]] = {
     BillingModel.PRE_AUTHORIZATION: _pre_authorization,
     BillingModel.AD_HOC_TERMINAL: _ad_hoc_terminal,
     BillingModel.OPEN_ACCESS: _open_access,
+    BillingModel.SUBSCRIPTION_POSTPAID: _subscription_postpaid,
 }
 # Vouchers pay a driver's own share under these models only (BILLING_RULES.md, "Vouchers").
 VOUCHER_MODELS = frozenset(
@@ -320,10 +341,35 @@ def plan_settlement(inputs: SettlementInputs) -> SettlementPlan:
         if partner.discount_gross > 0:
             sponsor_shares.append(Share("discount", partner_id, partner.discount_gross))
             sponsor_debits.append(Posting(account("discounts"), partner.discount_net))
-            vat_relief = partner.vat_relief_by_rate()
+            _add(vat_relief, partner.vat_relief_by_rate())
         rest = lines_minus(lines, partner.share)
         if partner.share.gross == 0:
             partner = None
+
+    allowance: ChargeLines | None = None
+    allowance_kwh = Decimal(0)
+    fraction = Decimal(0)
+    subscription = payer.subscription
+    if subscription is not None and inputs.allowance_left is not None:
+        # 4. The plan's allowance covers its share of the rest, pro rata by energy; VAT was
+        # charged on the fee, so none is payable on what the fee already paid for.
+        fraction = inputs.allowance_left.fraction_of(inputs.energy_kwh, rest.gross)
+        allowance = lines_share(rest, round_to_minor_unit(rest.gross * fraction, currency))
+        allowance_kwh = inputs.energy_kwh * fraction
+        sub_id = subscription.subscription_id
+        if allowance.gross > 0:
+            sponsor_shares.append(Share("subscription", sub_id, allowance.gross))
+            sponsor_debits.append(Posting(account("subscription_allowance"), allowance.net))
+            _add(vat_relief, allowance.vat_by_rate())
+        rest = lines_minus(rest, allowance)
+        overage = SponsorCover(rest, discounted(rest, subscription.plan.overage_discount_percent))
+        if overage.discount_gross > 0:
+            sponsor_shares.append(Share("discount", sub_id, overage.discount_gross))
+            sponsor_debits.append(Posting(account("discounts"), overage.discount_net))
+            _add(vat_relief, overage.vat_relief_by_rate())
+            rest = overage.billed
+        if subscription.plan.payment == "postpaid":
+            own_model = BillingModel.SUBSCRIPTION_POSTPAID
 
     sponsored = rest.gross != lines.gross
     voucher_sources = inputs.vouchers if own_model in VOUCHER_MODELS else ()
@@ -373,7 +419,18 @@ def plan_settlement(inputs: SettlementInputs) -> SettlementPlan:
         card_charge=own.card_charge,
         receipt_to=own.receipt_to if driver_pays else None,
         receipt_lines=rest,
+        allowance=allowance,
+        allowance_kwh=allowance_kwh,
+        allowance_fraction=fraction,
+        postpaid_usage=rest if own_model == BillingModel.SUBSCRIPTION_POSTPAID else None,
     )
+
+
+def _add(
+    into: dict[Decimal | None, Decimal], more: dict[Decimal | None, Decimal]
+) -> None:
+    for rate, amount in more.items():
+        into[rate] = into.get(rate, Decimal(0)) + amount
 
 
 def _sale(

@@ -11,6 +11,7 @@ from ledger.handlers.corporate import SETTLE_PARTNER_PERIOD, settle_partner_peri
 from ledger.handlers.lookups import require_tenant, schedule_of
 from ledger.handlers.orders import issue_attempt
 from ledger.handlers.settle import settle_session
+from ledger.handlers.subscriptions import SUBSCRIPTION_CYCLE, run_scheduled_boundary
 from ledger.messages import ClockTicked
 
 
@@ -31,6 +32,9 @@ def handle_clock_ticked(message: ClockTicked, batch: Batch) -> None:
             if session is not None and not session.is_settled and session.payer is not None:
                 tenant = require_tenant(batch, message.tenant_id, entry["due_at"])
                 settle_session(session, tenant, batch)
+        elif kind == SUBSCRIPTION_CYCLE:
+            tenant = require_tenant(batch, message.tenant_id, entry["due_at"])
+            run_scheduled_boundary(batch, subject, entry["due_at"], tenant)
         elif kind == SETTLE_PARTNER_PERIOD:
             tenant = require_tenant(batch, message.tenant_id, entry["due_at"])
             settle_partner_period(batch, message.tenant_id, subject, entry["due_at"], tenant)

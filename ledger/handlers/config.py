@@ -11,6 +11,7 @@ from ledger.domain.configuration import EffectiveDated, config_id
 from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.tariff import parse_tariff
 from ledger.handlers.lookups import config_as_of, require_tenant
+from ledger.handlers.subscriptions import change_subscription, check_plan
 from ledger.messages import (
     Configuration,
     DriverConfigured,
@@ -84,13 +85,8 @@ def _validate(message: Configuration, batch: Batch) -> None:
                 f"{message.partner_id!r} (no PartnerConfigured in force at "
                 f"{message.effective_at.isoformat()})"
             )
-    elif isinstance(message, PlanPublished | SubscriptionChanged):
-        # Never accepted and ignored: a subscriber would be billed as if the plan did not
-        # exist. Refused with the reason until subscriptions are built (issue 7).
-        raise RuleViolation(
-            f"{message.type_name()} refused: subscriptions are not supported by this "
-            "release yet; the driver's own model bills their sessions"
-        )
+    elif isinstance(message, PlanPublished):
+        check_plan(message)
 
 
 def handle_configuration(message: Configuration, batch: Batch) -> None:
@@ -107,6 +103,9 @@ def handle_configuration(message: Configuration, batch: Batch) -> None:
     aggregate.change(message.effective_at, message.event_id, settings_of(message))
     if isinstance(message, DriverConfigured):
         _index_tokens(message, batch)
+    elif isinstance(message, SubscriptionChanged):
+        tenant = require_tenant(batch, message.tenant_id, message.effective_at)
+        change_subscription(message, tenant, batch)
 
 
 def _index_tokens(message: DriverConfigured, batch: Batch) -> None:

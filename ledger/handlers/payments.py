@@ -16,6 +16,7 @@ from ledger.domain.session import ChargingSession
 from ledger.domain.wallet import Wallet
 from ledger.handlers.lookups import require_tenant, schedule_of
 from ledger.handlers.orders import open_charge, request_stop, send_resolution
+from ledger.handlers.subscriptions import FEE_PURPOSE, fee_answered
 from ledger.handlers.wallets import issue_top_up_receipt
 from ledger.messages import PaymentResult, TerminalAuthorized
 
@@ -161,6 +162,8 @@ def _apply_charge_result(charge: Charge, message: PaymentResult, batch: Batch) -
             issue_top_up_receipt(wallet, charge.amount, charge.reference, at, batch)
         else:
             charge.succeed(message.request_id, message.psp_reference, [entry.to_dict()])
+        if charge.purpose == FEE_PURPOSE:
+            fee_answered(batch, charge.tenant_id, charge.driver_id, True, "")
         if was_overdue:
             account_ = batch.get(
                 DriverAccount, DriverAccount.create_id(charge.tenant_id, charge.driver_id)
@@ -169,6 +172,9 @@ def _apply_charge_result(charge: Charge, message: PaymentResult, batch: Batch) -
                 account_.settle_overdue(f"{charge.purpose}:{charge.reference}")
         return
     charge.fail_attempt(message.request_id, message.reason or "declined", at)
+    if charge.purpose == FEE_PURPOSE:
+        fee_answered(batch, charge.tenant_id, charge.driver_id, False,
+                     message.reason or "declined")
     if charge.purpose == "top_up":
         wallet = batch.get(Wallet, Wallet.create_id(charge.tenant_id, charge.driver_id))
         if wallet is not None:

@@ -21,6 +21,7 @@ from ledger.handlers.corporate import partner_capacity_now, partner_cover_at_sta
 from ledger.handlers.lookups import config_as_of, require_tenant, schedule_of
 from ledger.handlers.orders import request_hold, request_stop
 from ledger.handlers.settle import settle_session
+from ledger.handlers.subscriptions import allowance_left_for, subscription_cover_at_start
 from ledger.handlers.vouchers import session_credit_available
 from ledger.handlers.wallets import watch_wallet
 from ledger.limits import SESSION_SETTLE_GRACE_MINUTES
@@ -136,10 +137,12 @@ def _start(
         hold = batch.get(Hold, Hold.create_id(session.tenant_id,
                                               "terminal:" + session.terminal_reference))
         terminal_hold = hold.amount if hold else None
-    partner = (
-        partner_cover_at_start(batch, tenant, session.tenant_id, driver_id, location, at)
-        if driver_id is not None and driver is not None else None
-    )
+    partner = subscription = None
+    if driver_id is not None and driver is not None:
+        partner = partner_cover_at_start(batch, tenant, session.tenant_id, driver_id, location,
+                                         at)
+        subscription = subscription_cover_at_start(batch, tenant, session.tenant_id, driver_id,
+                                                   session.location_id, at)
     decision = decide_payer(
         PayerContext(
             location=location,
@@ -149,7 +152,7 @@ def _start(
             driver_id=driver_id, driver=driver,
             driver_has_overdue_debt=bool(account and account.has_overdue_debt),
             tenant=tenant, tariff_hold_override=tariff.get("preauth_hold_amount"),
-            partner=partner,
+            partner=partner, subscription=subscription,
         )
     )
     payer = Payer(
@@ -166,6 +169,7 @@ def _start(
         driver=DriverTerms.from_settings(driver),
         stop_threshold_percent=Decimal(tenant["preauth_stop_threshold_percent"]),
         partner=decision.partner,
+        subscription=decision.subscription,
     )
     session.resolve_payer(payer.to_record())
     if decision.billing_model is None:
@@ -193,6 +197,8 @@ def _watch_limits(session: ChargingSession, batch: Batch) -> None:
             payer.partner.discount_percent,
         )
         cost = max(cost - covered.share.gross, Decimal(0))
+    if payer.subscription is not None and payer.driver_id is not None:
+        cost = max(cost - _allowance_cover_now(batch, session, payer, cost), Decimal(0))
     if model != BillingModel.AD_HOC_TERMINAL and payer.driver_id:
         credit = session_credit_available(session, payer.driver_id, payer.currency, now, batch)
         cost = max(cost - credit, Decimal(0))
@@ -208,6 +214,22 @@ def _watch_limits(session: ChargingSession, batch: Batch) -> None:
             request_stop(session, "terminal authorization limit reached", batch)
     else:
         watch_wallet(session, cost, threshold, batch)
+
+
+def _allowance_cover_now(
+    batch: Batch, session: ChargingSession, payer: Payer, cost: Decimal
+) -> Decimal:
+    """What the plan's allowance would cover of the running cost. A kWh allowance is not
+    weighed while the session runs (its pro rata share needs the final energy), so a session
+    under a kWh-only plan is watched as if uncovered: a stop comes early, never late."""
+    assert payer.subscription is not None and payer.driver_id is not None
+    plan = payer.subscription.plan
+    if plan.is_unlimited:
+        return cost
+    left = allowance_left_for(batch, session.tenant_id, payer.driver_id, payer.subscription)
+    if left is None or plan.allowance_kwh is not None:
+        return Decimal(0)
+    return cost * left.fraction_of(Decimal(0), cost)
 
 
 WATCHED_MODELS = frozenset(

@@ -27,6 +27,7 @@ from ledger.handlers.corporate import book_partner_share, partner_capacity_now
 from ledger.handlers.documents import issue_document
 from ledger.handlers.lookups import wallet_of
 from ledger.handlers.orders import open_charge, resolve_hold
+from ledger.handlers.subscriptions import allowance_left_for, record_allowance_use
 from ledger.handlers.vouchers import session_credit_sources, use_session_credit
 from ledger.handlers.wallets import top_up_if_low
 
@@ -57,6 +58,11 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
                 hold.amount if hold.authorization != "declined" else Decimal(0)
             ),
             terminal_reference=session.terminal_reference,
+            allowance_left=(
+                allowance_left_for(batch, session.tenant_id, driver_id, payer.subscription)
+                if payer.subscription is not None and driver_id is not None else None
+            ),
+            energy_kwh=Decimal(cost.ocpi["total_energy"]),
         )
     )
     _carry_out(session, plan, hold, tenant, batch)
@@ -96,6 +102,13 @@ def _carry_out(
         book_partner_share(
             batch, session.tenant_id, session.transaction_id, payer.driver_id, payer.partner,
             plan.partner.share.currency, plan.partner.share, plan.partner.billed,
+        )
+    if payer.subscription is not None and plan.allowance is not None:
+        assert payer.driver_id is not None
+        record_allowance_use(
+            batch, session.tenant_id, payer.driver_id, session.transaction_id,
+            payer.subscription, plan.allowance_kwh, plan.allowance.gross,
+            plan.allowance_fraction > 0, plan.postpaid_usage,
         )
     if plan.voucher_uses:
         assert payer.driver_id is not None
