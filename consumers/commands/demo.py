@@ -28,6 +28,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
@@ -171,7 +172,7 @@ def render_text(demo: DemoRun) -> str:
     ingested = demo.ingested
     lines = [
         "evledger demo: one simulated operator day, every billing model side by side,"
-        " vouchers included",
+        " partners, plans and vouchers included",
         f"  simulated {DEMO_SESSIONS} sessions (seed {DEMO_SEED}, with faults):"
         f" {demo.events} events in {demo.simulate_s:.1f} s -> {demo.event_file}",
         f"  ingested into {demo.store_url} in {demo.ingest_s:.1f} s: applied"
@@ -180,6 +181,7 @@ def render_text(demo: DemoRun) -> str:
         f" {ingested.commands_issued}",
         "",
         render_summary(demo.report).rstrip("\n"),
+        *render_sponsors(demo.report),
         *render_vouchers(demo),
     ]
     lines.append(
@@ -191,6 +193,38 @@ def render_text(demo: DemoRun) -> str:
         status = f"overdue {overdue}" if overdue else "retrying"
         lines.append(f"  {tenant:<16} {driver:<22} {amount:>12} {currency}  {status}")
     return "\n".join(lines) + "\n"
+
+
+def render_sponsors(report: dict[str, Any]) -> list[str]:
+    """Partners and plans: each partner period's pool, sessions split between a sponsor and
+    the driver, and the settlement and subscription invoices."""
+    lines = [f"Corporate accounts: {len(report['corporate_accounts'])} partner periods"]
+    for a in report["corporate_accounts"]:
+        lines.append(
+            f"  {a['tenant_id']:<16} {a['partner_id']:<20} {a['period_start']} .."
+            f" {a['period_end']}  pool {a['pool_used']} of {a['pool_cap']} {a['currency']}"
+        )
+    sponsored = [s for s in report["sessions"]
+                 if s["billing_model"] in SPONSORED_MODELS]
+    lines.append(f"Sessions under a partner or a plan: {len(sponsored)}")
+    for s in sponsored[:SUMMARY_LINES_MAX]:
+        shares = " + ".join(f"{share['payer']} {share['amount_incl_vat']}"
+                            for share in s["charged_to"])
+        lines.append(f"  {s['tenant_id']:<16} {s['billing_model']:<22}"
+                     f" {s['total_incl_vat']:>8} {s['currency']} = {shares}")
+    documents = [i for i in report["invoices"]
+                 if i["kind"] in ("corporate_settlement", "subscription_invoice")]
+    lines.append(f"Settlement and subscription invoices: {len(documents)}")
+    for i in documents:
+        lines.append(
+            f"  {i['tenant_id']:<16} {i['number']:<10} {i['bill_to']:<20}"
+            f" {i['total_excl_vat']:>8} + VAT {i['total_vat']} = {i['total_incl_vat']}"
+            f" {i['currency']} ({i['kind']})"
+        )
+    return lines
+
+
+SPONSORED_MODELS = frozenset({"corporate", "subscription_prepaid", "subscription_postpaid"})
 
 
 def render_vouchers(demo: DemoRun) -> list[str]:

@@ -348,9 +348,13 @@ def _eur(whole_euros: int) -> Decimal:
 
 # ---------------------------------------------------------------- configuration events
 def configuration_events(
-    tenant: TenantSpec, at: datetime, event_id: EventIds
+    tenant: TenantSpec, at: datetime, event_id: EventIds,
+    owners: dict[str, str] | None = None,
 ) -> list[Configuration]:
-    """The operator's configuration, effective (and published) at `at`, tenant first."""
+    """The operator's configuration, effective (and published) at `at`, tenant first.
+
+    `owners`: location id -> the partner who owns the site (corporate own-sites cover)."""
+    owners = owners or {}
     tenant_id = tenant.tenant_id
     common: dict[str, Any] = {"tenant_id": tenant_id, "occurred_at": at, "effective_at": at,
                               "producer": CONFIG_PRODUCER}
@@ -358,6 +362,7 @@ def configuration_events(
         event_id=event_id("tenant"), **common, currency=CURRENCY,
         preauth_hold_amount=PREAUTH_HOLD_EUR, preauth_stop_threshold_percent=Decimal(95),
         retry_schedule_hours=list(RETRY_SCHEDULE_HOURS), block_sessions_on_overdue_debt=True,
+        time_zone=tenant.time_zone,
     )]
     for tariff in tenant.tariffs:
         events.append(TariffPublished(
@@ -369,6 +374,7 @@ def configuration_events(
             event_id=event_id("location"), **common, location_id=location.location_id,
             time_zone=location.time_zone, tariff_id=location.tariff_id,
             open_access=location.open_access,
+            owner_partner_id=owners.get(location.location_id),
         ))
     for driver in tenant.drivers:
         events.append(DriverConfigured(

@@ -56,6 +56,12 @@ from consumers.simulation.network import (
 )
 from consumers.simulation.planner import DayPlan, day_start_utc, plan_day
 from consumers.simulation.psp import Psp, PspPolicy
+from consumers.simulation.sponsors import (
+    SponsorPlan,
+    month_end_tick,
+    plan_sponsors,
+    sponsor_events,
+)
 from consumers.simulation.vouchers import (
     VoucherPlan,
     batch_issued,
@@ -124,6 +130,7 @@ class SimulationResult:
     tenants: list[TenantSpec]
     counts: Counter[str] = field(default_factory=Counter)
     vouchers: list[VoucherPlan] = field(default_factory=list)
+    sponsors: list[SponsorPlan] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +192,27 @@ class _Simulation:
             vouchers.append(plan_vouchers(tenant, plan, options.day, voucher_rng))
         configured_at = min(day_start_utc(options.day, t.time_zone) for t in tenants)
         configured_at -= CONFIGURED_BEFORE_DAY
-        for tenant, voucher_plan in zip(tenants, vouchers, strict=True):
+        sponsors = [
+            # A stream of its own too: partners and plans change no other draw.
+            plan_sponsors(tenant, plan, voucher_plan, options.day, configured_at,
+                          random.Random(f"evledger-sponsors:{options.seed}:{index}"))
+            for index, (tenant, plan, voucher_plan) in enumerate(
+                zip(tenants, plans, vouchers, strict=True))
+        ]
+        for tenant, voucher_plan, sponsor in zip(tenants, vouchers, sponsors, strict=True):
+            owners = {sponsor.employer_site: sponsor.employer_id} if sponsor.employer_site else {}
             for message in configuration_events(
-                tenant, configured_at, self._ids[tenant.tenant_id]
+                tenant, configured_at, self._ids[tenant.tenant_id], owners
             ):
                 self._publish(message, configured_at)
             partner = partner_configured(
                 voucher_plan, configured_at, self._voucher_ids[tenant.tenant_id])
             self._publish(partner, configured_at)
+            sponsor_ids = EventIds(f"{tenant.tenant_id}-sponsor")
+            for message in sponsor_events(sponsor, configured_at, sponsor_ids):
+                self._publish(message, configured_at)
+            tick = month_end_tick(sponsor, sponsor_ids)
+            self._at(tick.now, self._publisher(tick))
         for tenant, plan, voucher_plan in zip(tenants, plans, vouchers, strict=True):
             self._schedule_vouchers(voucher_plan)
             self._schedule_day(tenant, plan)
@@ -202,7 +222,7 @@ class _Simulation:
         self._drain()
         unfinished = [tx for (_, tx), r in self._runs.items() if not r.done]
         assert not unfinished, f"sessions still running after the last tick: {unfinished}"
-        return SimulationResult(self.lines, tenants, self.counts, vouchers)
+        return SimulationResult(self.lines, tenants, self.counts, vouchers, sponsors)
 
     def _schedule_vouchers(self, plan: VoucherPlan) -> None:
         ids = self._voucher_ids[plan.tenant_id]

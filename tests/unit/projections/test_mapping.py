@@ -220,6 +220,7 @@ def test_every_projected_event_is_a_real_event_class_of_the_domain() -> None:
     assert names == [
         "ChargingSession.Opened", "ChargingSession.PayerResolved",
         "ChargingSession.Settled", "ChargingSession.StopRequested",
-        "CorporatePool.Opened", "CorporatePool.SessionCovered", "DeadLetter.Recorded", "InvoiceSeries.Issued", "OutboundCommand.Issued",
+        "CorporatePool.Opened", "CorporatePool.SessionCovered", "DeadLetter.Recorded",
+        "InvoiceSeries.Issued", "OutboundCommand.Issued",
         "Refusal.Refused", "Wallet.Opened",
     ]

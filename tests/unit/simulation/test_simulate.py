@@ -22,6 +22,7 @@ from consumers.cli import main
 from consumers.commands.ingest import ingest_file
 from consumers.event_file import EventLine, read_event_file
 from ledger.application import BatchResult, Ledger
+from ledger.domain.corporate_pool import CorporatePool
 from ledger.domain.inbox import DeadLetter, Refusal
 from ledger.domain.invoice import InvoiceSeries
 from ledger.domain.journal import JournalEntry
@@ -37,6 +38,7 @@ from ledger.messages import (
     LocationConfigured,
     PartnerConfigured,
     PaymentResult,
+    PlanPublished,
     TenantConfigured,
     TransactionEvent,
     VoucherBatchIssued,
@@ -46,8 +48,9 @@ from ledger.messages import (
 
 SESSIONS = 60
 SEED = 11
-MODELS_THAT_EXIST = {"open_access", "ad_hoc_terminal", "wallet", "pre_authorization",
-                     "post_paid"}
+MODELS_THAT_EXIST = {"open_access", "ad_hoc_terminal", "corporate", "subscription_prepaid",
+                     "subscription_postpaid", "wallet", "pre_authorization", "post_paid"}
+POOL_LEFT_MAX = Decimal("0.05")
 AC_POWER_W_MAX = 22_000
 DC_POWER_W_MAX = 150_000
 METER_INTERVAL_MAX = timedelta(minutes=15)
@@ -199,7 +202,8 @@ def test_parking_after_a_full_battery_shows_as_suspended_ev(day: Replayed) -> No
 
 
 def test_the_clock_ticks_hourly_through_eight_days_after_the_day(day: Replayed) -> None:
-    ticks = [m.now for m in day.of_type(ClockTicked)]
+    # The billing calendar's month-end jump is its own producer (tests below).
+    ticks = [m.now for m in day.of_type(ClockTicked) if m.producer == "clock"]
     assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(ticks))
     session_ends = [e.occurred_at for e in day.of_type(TransactionEvent)
                     if e.transaction.eventType == "Ended"]
@@ -324,8 +328,8 @@ def test_the_day_issues_a_campaign_of_session_credit_and_a_partner_bought_balanc
     assert gift.kind == "balance" and gift.price_per_code_net is not None
     assert gift.vat_rate_percent == Decimal("19")
     # The partner is configured (with the configuration) before its batch is issued.
-    [partner] = day.of_type(PartnerConfigured)
-    assert partner.partner_id == gift.bought_by_partner_id
+    [partner] = [p for p in day.of_type(PartnerConfigured)
+                 if p.partner_id == gift.bought_by_partner_id]
     assert day.messages.index(partner) < day.messages.index(gift)
     invoices = [e.document for e in day.events(InvoiceSeries, "Issued")
                 if e.document["kind"] == "voucher_batch"]
@@ -392,3 +396,60 @@ def test_the_journal_balances_with_vouchers_booked(day: Replayed) -> None:
     assert len({e.entry_id for e in entries}) == len(entries)
     accounts = {p.account.split(":")[0] for e in entries for p in e.postings}
     assert {"discounts", "voucher_credit", "partner_receivable"} <= accounts
+
+
+# ---------------------------------------------------------------- partners and plans
+def test_two_partners_with_other_periods_limits_and_discounts_cover_their_drivers(
+    day: Replayed,
+) -> None:
+    partners = {p.partner_id: p for p in day.of_type(PartnerConfigured)}
+    fleet, employer = partners["ptn-de-fleet"], partners["ptn-de-employer"]
+    assert (fleet.billing_period, fleet.discount_percent, fleet.payment_terms) == (
+        "monthly", Decimal(10), "card")
+    assert (employer.billing_period, employer.own_sites_only) == ("quarterly", True)
+    owned = [m for m in day.of_type(LocationConfigured) if m.owner_partner_id]
+    assert [m.owner_partner_id for m in owned] == ["ptn-de-employer"]
+    settled = [e.settlement for e in day.events(ChargingSession, "Settled")]
+    corporate = [s for s in settled if s["billing_model"] == "corporate"]
+    split = [s for s in corporate if {"partner", "wallet"} <= {p["payer"] for p in
+             s["charged_to"]} or {"partner", "driver"} <= {p["payer"] for p in s["charged_to"]}]
+    assert split, "a session crossing the fleet's pool or a driver limit is split"
+    pools = {e.partner_id: e for e in day.events(CorporatePool, "Opened")}
+    covered = day.events(CorporatePool, "SessionCovered")
+    fleet_used = max(e.pool_used for e in covered
+                     if e.originator_id == pools["ptn-de-fleet"].originator_id)
+    # Used up, but for the cents no discounted share fits in (a share's bill moves in steps).
+    assert fleet.pool_limit - POOL_LEFT_MAX <= fleet_used <= fleet.pool_limit
+
+
+def test_subscribers_of_both_plan_kinds_and_anchors_use_and_exhaust_allowances(
+    day: Replayed,
+) -> None:
+    plans = {p.plan_id: p for p in day.of_type(PlanPublished)}
+    assert {(p.payment, p.anchor) for p in plans.values()} == {
+        ("prepaid", "anniversary"), ("postpaid", "calendar")}
+    settled = [e.settlement for e in day.events(ChargingSession, "Settled")]
+    prepaid = [s for s in settled if s["billing_model"] == "subscription_prepaid"]
+    postpaid = [s for s in settled if s["billing_model"] == "subscription_postpaid"]
+    assert prepaid and postpaid
+    beyond = [s for s in prepaid + postpaid
+              if any(p["payer"] != "subscription" for p in s["charged_to"])]
+    assert beyond, "an allowance runs out during the day"
+    for s in prepaid + postpaid:
+        assert sum(Decimal(p["amount_incl_vat"]) for p in s["charged_to"]) == s[
+            "total_incl_vat"]
+
+
+def test_the_month_end_settles_the_partners_and_invoices_the_cycles(day: Replayed) -> None:
+    [month_end] = [m for m in day.of_type(ClockTicked) if m.producer == "billing-clock"]
+    documents = [e.document for e in day.events(InvoiceSeries, "Issued")]
+    settlements = [d for d in documents if d["kind"] == "corporate_settlement"]
+    assert sorted(d["bill_to"] for d in settlements) == ["ptn-de-employer", "ptn-de-fleet"]
+    assert all(d["issued_at"] <= month_end.now for d in settlements)
+    cycles = [d for d in documents if d["kind"] == "subscription_invoice"]
+    # Two pre-paid fees at subscribing and two at the next anniversary; two post-paid
+    # months (prorated fee and usage) at the month's end.
+    assert len(cycles) == 6
+    fleet_charge = [c for c in day.commands("PaymentCommand")
+                    if c["reference"].startswith("partner_settlement:")]
+    assert len(fleet_charge) == 1, "the fleet pays its settlement by card"
