@@ -12,7 +12,6 @@ Tariff of every test: 0.40 EUR/kWh excl. VAT, 19 % VAT; 10 kWh = 4.00 net + 0.76
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import signal
@@ -20,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,9 +32,7 @@ import pytest
 
 from consumers import kafka_clients
 from consumers.avro_codec import decode, encode, headers_for, key_for, type_from_headers
-from consumers.commands.topics import create_topics
-from consumers.settings import Settings, settings_from
-from consumers.store import open_ledger
+from consumers.settings import Settings
 from ledger.application import Ledger
 from ledger.domain.inbox import ProcessedMessage
 from ledger.domain.session import ChargingSession
@@ -111,56 +108,6 @@ class Stack:
                 process.kill()
                 codes[name] = process.wait()
         return codes
-
-
-@pytest.fixture(scope="module")
-def stack_database(database_url: str) -> Iterator[str]:
-    name = f"e2e_billing_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield database_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def stack(
-    stack_database: str, kafka_bootstrap_servers: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    prefix = f"e2e-billing-{uuid.uuid4().hex[:8]}-"
-    settings = settings_from(argparse.Namespace(
-        bootstrap_servers=kafka_bootstrap_servers, topic_prefix=prefix, store=stack_database,
-        group_id=f"{prefix}ledger", metrics_port=0, session_timeout_ms=10_000,
-    ), environ={})
-    with closing(kafka_clients.admin(settings)) as admin:
-        create_topics(admin, settings.all_topics(), partitions=3, replication_factor=1)
-    running = Stack(settings, stack_database, tmp_path_factory.mktemp("stack-logs"))
-    running.start()
-    try:
-        yield running
-    finally:
-        codes = running.stop()
-    assert codes == dict.fromkeys(PROCESSES, 0), f"processes did not stop cleanly: {codes}"
-
-
-@pytest.fixture(scope="module")
-def ledger(stack: Stack) -> Iterator[Ledger]:
-    app = open_ledger(stack.database)
-    try:
-        yield app
-    finally:
-        app.close()
-
-
-@pytest.fixture(scope="module")
-def producer(stack: Stack) -> Iterator[Any]:
-    client = kafka_clients.producer(stack.settings)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 # ---------------------------------------------------------------- helpers
