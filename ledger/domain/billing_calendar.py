@@ -8,8 +8,9 @@ month holding a clock change lasts 743 h or 745 h in UTC, not 744 h.
 
 - Partner periods (BILLING_RULES "Corporate billing"): calendar months, quarters (Jan, Apr,
   Jul, Oct), halves (Jan, Jul) or years; the period holding the partner configuration's
-  effective time starts at that time (a partial first period). A period's `end` is when
-  its settlement is due; the next period is `partner_period_containing(period.end, ...)`.
+  effective time starts at that time (a partial first period). A period closes at its
+  `end` (settlement runs a grace after it, `PARTNER_SETTLEMENT_GRACE_HOURS`); the next
+  period is `partner_period_containing(period.end, ...)`.
 - Subscription cycles (BILLING_RULES "Subscriptions"): anniversary cycles start on the
   subscription's local day every `cycle_months`, the day clamped to the month's last day
   but remembered (a 31st anchor gives Feb 28/29, Mar 31, Apr 30, May 31); calendar cycles
@@ -57,7 +58,7 @@ assert max(CALENDAR_CYCLE_MONTHS) <= SUBSCRIPTION_CYCLE_MONTHS_MAX
 
 @dataclass(frozen=True, slots=True)
 class PartnerPeriod:
-    """One billing period of a partner, [start, end) in UTC; settlement is due at `end`."""
+    """One billing period of a partner, [start, end) in UTC."""
 
     start: datetime
     end: datetime
