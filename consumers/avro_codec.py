@@ -46,6 +46,7 @@ from ledger.messages import (
     Envelope,
     PaymentCommand,
     PaymentResult,
+    SessionCostUpdated,
     StopSessionRequested,
     TerminalAuthorized,
     TransactionEvent,
@@ -208,7 +209,7 @@ def _natural_key(message: Envelope) -> str:
             return message.driver_id
         case ClockTicked():
             return message.tenant_id
-        case StopSessionRequested():
+        case StopSessionRequested() | SessionCostUpdated():
             return message.transaction_id
         case PaymentCommand():
             return message.reference

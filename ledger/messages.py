@@ -229,6 +229,11 @@ class TenantConfigured(Configuration):
     block_sessions_on_overdue_debt: bool = True
     # The books' time zone: partner periods and subscription cycles are aligned to it.
     time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    # Cost to the CSMS (SessionCostUpdated): the running cost once it moved by this much, or
+    # this long after the last update (never more often), and the final cost. 0: off (the
+    # default, for a CSMS that does not read cost updates yet).
+    cost_update_step: NonNegDec = Decimal(0)
+    cost_update_interval_s: Annotated[int, Field(ge=0, le=86_400)] = 300
 
 
 class TariffPublished(Configuration):
@@ -319,6 +324,24 @@ class StopSessionRequested(Envelope):
     reason: str
 
 
+class SessionCostUpdated(Envelope):
+    """To the CSMS: what the driver pays for this transaction so far, or in the end (OCPP
+    2.0.1 I02 `CostUpdated` while charging; I03 the final total in the response to the last
+    TransactionEvent). Sponsored shares (a partner, a plan's allowance) are left out."""
+
+    TOPIC: ClassVar[str] = "csms.commands"
+
+    transaction_id: Id
+    location_id: Id
+    charge_point_id: Id
+    total_cost: NonNegDec  # incl. VAT, what the driver pays (so far)
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    final: bool = False
+    # With `final`: the session's whole price incl. VAT, whoever pays it.
+    full_price: NonNegDec | None = None
+    sequence: Annotated[int, Field(ge=0)] = 0  # counts this session's updates, final last
+
+
 class PaymentCommand(Envelope):
     """To the PSP. `event_id` is the command id the PSP's result refers to (`request_id`)."""
 
@@ -353,7 +376,9 @@ INBOUND_TYPES: tuple[type[Envelope], ...] = (
     EnrolmentChanged,
     ClockTicked,
 )
-OUTBOUND_TYPES: tuple[type[Envelope], ...] = (StopSessionRequested, PaymentCommand)
+OUTBOUND_TYPES: tuple[type[Envelope], ...] = (
+    StopSessionRequested, SessionCostUpdated, PaymentCommand,
+)
 
 MESSAGE_TYPES: dict[str, type[Envelope]] = {
     cls.type_name(): cls for cls in (*INBOUND_TYPES, *OUTBOUND_TYPES)

@@ -45,6 +45,9 @@ RETRY_SCHEDULE_HOURS: tuple[int, ...] = (1, 6, 24, 72, 168)
 # What a terminal authorizes before a session: a typical AC and DC pre-authorization.
 TERMINAL_HOLD_AC_EUR = Decimal("20.00")
 TERMINAL_HOLD_DC_EUR = Decimal("60.00")
+# The CSMS shows drivers their running cost: an update per 0.50 EUR, or every 5 minutes.
+COST_UPDATE_STEP_EUR = Decimal("0.50")
+COST_UPDATE_INTERVAL_S = 300
 # Auto-top-up: below this balance, top up by that amount.
 AUTO_TOP_UP_THRESHOLD_EUR = Decimal("10.00")
 AUTO_TOP_UP_AMOUNT_EUR = Decimal("25.00")
@@ -362,7 +365,8 @@ def configuration_events(
         event_id=event_id("tenant"), **common, currency=CURRENCY,
         preauth_hold_amount=PREAUTH_HOLD_EUR, preauth_stop_threshold_percent=Decimal(95),
         retry_schedule_hours=list(RETRY_SCHEDULE_HOURS), block_sessions_on_overdue_debt=True,
-        time_zone=tenant.time_zone,
+        time_zone=tenant.time_zone, cost_update_step=COST_UPDATE_STEP_EUR,
+        cost_update_interval_s=COST_UPDATE_INTERVAL_S,
     )]
     for tariff in tenant.tariffs:
         events.append(TariffPublished(

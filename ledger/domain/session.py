@@ -8,6 +8,7 @@ had arrived on time. The payer is decided once, at start, from the configuration
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -42,6 +43,8 @@ class ChargingSession(Aggregate):
         self.payer: Payer | None = None
         self.stop_requested = False
         self.settlement: dict[str, Any] | None = None
+        # The last cost the CSMS was told: {"total", "at", "sequence"} (None: not yet).
+        self.last_cost_update: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ facts
     @event("ReadingRecorded")
@@ -71,6 +74,13 @@ class ChargingSession(Aggregate):
     @event("StopRequested")
     def request_stop(self, reason: str, command_id: str) -> None:
         self.stop_requested = True
+
+    @event("CostUpdateSent")
+    def send_cost_update(
+        self, total: Decimal, at: datetime, sequence: int, command_id: str
+    ) -> None:
+        """The CSMS was told what the driver pays so far (or in the end)."""
+        self.last_cost_update = {"total": total, "at": at, "sequence": sequence}
 
     @event("Settled")
     def settle(

@@ -18,6 +18,7 @@ from ledger.domain.session_cost import running_cost_incl_vat
 from ledger.domain.settlement import charge_lines_of_gross
 from ledger.domain.settlement_plan import partner_cover
 from ledger.handlers.corporate import partner_capacity_now, partner_cover_at_start
+from ledger.handlers.cost_updates import send_running_cost
 from ledger.handlers.lookups import config_as_of, require_tenant, schedule_of
 from ledger.handlers.orders import request_hold, request_stop
 from ledger.handlers.settle import settle_session
@@ -105,7 +106,7 @@ def handle_transaction_event(message: TransactionEvent, batch: Batch) -> None:
     if session.payer is None:
         return
     if session.ended_at is None:
-        _watch_limits(session, batch)
+        _watch_limits(session, tenant, batch)
     elif session.is_complete:
         settle_session(session, tenant, batch)
     else:
@@ -178,16 +179,15 @@ def _start(
         request_hold(session, batch)
 
 
-def _watch_limits(session: ChargingSession, batch: Batch) -> None:
-    """On each meter update: stop near a hold or a wallet balance; top a wallet up in time.
+def _watch_limits(session: ChargingSession, tenant: dict[str, Any], batch: Batch) -> None:
+    """On each meter update: tell the CSMS what the driver pays so far; stop near a hold or
+    a wallet balance; top a wallet up in time.
 
-    Only the driver's own share weighs: what the partner may still cover and the driver's
-    session credit come off the running cost first (they pay first at the end)."""
+    Only the driver's own share weighs: what the partner may still cover and the plan's
+    allowance come off the running cost first (they pay first at the end), and for the
+    limits the driver's session credit too."""
     payer = session.payer
     assert payer is not None
-    model = payer.own_model or payer.billing_model
-    if model not in WATCHED_MODELS:
-        return
     now = session.ordered_readings()[-1]["timestamp"]
     cost = running_cost_incl_vat(session, now)
     if payer.partner is not None and payer.driver_id is not None:
@@ -199,6 +199,10 @@ def _watch_limits(session: ChargingSession, batch: Batch) -> None:
         cost = max(cost - covered.share.gross, Decimal(0))
     if payer.subscription is not None and payer.driver_id is not None:
         cost = max(cost - _allowance_cover_now(batch, session, payer, cost), Decimal(0))
+    send_running_cost(session, cost, now, tenant, batch)
+    model = payer.own_model or payer.billing_model
+    if model not in WATCHED_MODELS:
+        return
     if model != BillingModel.AD_HOC_TERMINAL and payer.driver_id:
         credit = session_credit_available(session, payer.driver_id, payer.currency, now, batch)
         cost = max(cost - credit, Decimal(0))

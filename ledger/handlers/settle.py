@@ -24,6 +24,7 @@ from ledger.domain.settlement_plan import (
     plan_settlement,
 )
 from ledger.handlers.corporate import book_partner_share, partner_capacity_now
+from ledger.handlers.cost_updates import send_final_cost
 from ledger.handlers.documents import issue_document
 from ledger.handlers.lookups import wallet_of
 from ledger.handlers.orders import open_charge, resolve_hold
@@ -73,21 +74,20 @@ def settle_session(session: ChargingSession, tenant: dict[str, Any], batch: Batc
             currency=lines.currency, issued_at=session.ended_at, lines=plan.receipt_lines,
             description=f"Charging session {tx}",
         )
-    session.settle(
-        {
-            "billing_model": plan.billing_model.value,
-            "currency": lines.currency,
-            "total_excl_vat": lines.net,
-            "total_vat": lines.vat,
-            "total_incl_vat": lines.gross,
-            "charged_to": [share.to_dict() for share in plan.charged_to],
-            "receipt_number": receipt_number,
-            "cost": cost.ocpi,
-            "driver_id": driver_id,
-            "ended_at": session.ended_at,
-        },
-        [entry.to_dict() for entry in plan.entries],
-    )
+    settlement: dict[str, Any] = {
+        "billing_model": plan.billing_model.value,
+        "currency": lines.currency,
+        "total_excl_vat": lines.net,
+        "total_vat": lines.vat,
+        "total_incl_vat": lines.gross,
+        "charged_to": [share.to_dict() for share in plan.charged_to],
+        "receipt_number": receipt_number,
+        "cost": cost.ocpi,
+        "driver_id": driver_id,
+        "ended_at": session.ended_at,
+    }
+    session.settle(settlement, [entry.to_dict() for entry in plan.entries])
+    send_final_cost(session, settlement, tenant, batch)
 
 
 def _carry_out(
