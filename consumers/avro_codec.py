@@ -43,6 +43,7 @@ from ledger.messages import (
     MESSAGE_TYPES,
     ClockTicked,
     Configuration,
+    DebtPaymentReceived,
     Envelope,
     PaymentCommand,
     PaymentResult,
@@ -205,7 +206,7 @@ def _natural_key(message: Envelope) -> str:
             # Low volume, and order across keys matters (a redemption after its batch, a
             # location after its tariff): one partition per tenant keeps publication order.
             return message.tenant_id
-        case WalletTopUpRequested():
+        case WalletTopUpRequested() | DebtPaymentReceived():
             return message.driver_id
         case ClockTicked():
             return message.tenant_id

@@ -210,6 +210,19 @@ class WalletTopUpRequested(Envelope):
     reference: Id
 
 
+class DebtPaymentReceived(Envelope):
+    """A driver paid their overdue debt outside the retry schedule: in the app (a card
+    payment the PSP confirmed), at the counter (cash) or by bank transfer."""
+
+    TOPIC: ClassVar[str] = "wallets"
+
+    driver_id: Id
+    amount: Annotated[Dec, Field(gt=0)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    method: Literal["card", "cash", "bank_transfer"]
+    reference: Id  # the payment's own reference: one payment settles debt once
+
+
 # ---------------------------------------------------------------- configuration
 class Configuration(Envelope):
     """Configuration is effective-dated: it governs sessions started at or after effective_at."""
@@ -366,6 +379,7 @@ INBOUND_TYPES: tuple[type[Envelope], ...] = (
     VoucherBatchIssued,
     VoucherRedemptionRequested,
     WalletTopUpRequested,
+    DebtPaymentReceived,
     TenantConfigured,
     TariffPublished,
     LocationConfigured,

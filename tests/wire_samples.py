@@ -16,6 +16,7 @@ from typing import Any
 from ledger.messages import (
     MESSAGE_TYPES,
     ClockTicked,
+    DebtPaymentReceived,
     DriverConfigured,
     EnrolmentChanged,
     Envelope,
@@ -159,6 +160,14 @@ def _minimal_builders() -> dict[str, Callable[[], Envelope]]:
             method="card",
             reference="topup-1",
         ),
+        "DebtPaymentReceived": lambda: DebtPaymentReceived(
+            **e("DebtPaymentReceived"),
+            driver_id="drv-1",
+            amount=Decimal("23.80"),
+            currency="EUR",
+            method="card",
+            reference="app-pay-1",
+        ),
         "TenantConfigured": lambda: TenantConfigured(
             **e("TenantConfigured"),
             effective_at=AT,
@@ -290,6 +299,14 @@ def _full_builders() -> dict[str, Callable[[], Envelope]]:
             amount=Decimal("0.01"),
             method="bank_transfer",
             reference="topup-1",
+        ),
+        "DebtPaymentReceived": lambda: DebtPaymentReceived(
+            **e("DebtPaymentReceived"),
+            driver_id="drv-1",
+            amount=Decimal("0.01"),
+            currency="EUR",
+            method="cash",
+            reference="counter-1",
         ),
         "TenantConfigured": lambda: TenantConfigured(
             **e("TenantConfigured"),

@@ -20,6 +20,7 @@ class DriverAccount(Aggregate):
         self.tenant_id = tenant_id
         self.driver_id = driver_id
         self.overdue: dict[str, Decimal] = {}  # charge reference -> amount
+        self.payment_references: list[str] = []  # debt payments applied, by their reference
 
     @event("DebtBecameOverdue")
     def add_overdue(self, charge_reference: str, amount: Decimal) -> None:
@@ -28,6 +29,15 @@ class DriverAccount(Aggregate):
     @event("DebtPaid")
     def settle_overdue(self, charge_reference: str) -> None:
         self.overdue.pop(charge_reference, None)
+
+    @event("DebtPaymentApplied")
+    def apply_payment(self, payment_reference: str, amount: Decimal) -> None:
+        """A payment of the whole overdue debt; `settle_overdue` follows per charge."""
+        self.payment_references.append(payment_reference)
+
+    @property
+    def overdue_total(self) -> Decimal:
+        return sum(self.overdue.values(), Decimal(0))
 
     @property
     def has_overdue_debt(self) -> bool:

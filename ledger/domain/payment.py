@@ -70,6 +70,13 @@ class Charge(Aggregate):
             self.first_failure_at = at
         self.status = "failed"
 
+    @event("PaidElsewhere")
+    def settle_elsewhere(
+        self, payment_reference: str, method: str, journal_entries: list[dict[str, Any]]
+    ) -> None:
+        """Overdue, then paid outside the PSP's retries: no later attempt may collect it."""
+        self.status = "paid_elsewhere"
+
     @event("BecameOverdue")
     def become_overdue(self, at: datetime) -> None:
         self.status = "overdue"

@@ -7,7 +7,11 @@ from typing import Any
 
 from ledger.handlers.clock import handle_clock_ticked
 from ledger.handlers.config import CONFIG_KINDS, handle_configuration
-from ledger.handlers.payments import handle_payment_result, handle_terminal_authorized
+from ledger.handlers.payments import (
+    handle_debt_payment,
+    handle_payment_result,
+    handle_terminal_authorized,
+)
 from ledger.handlers.sessions import handle_transaction_event
 from ledger.handlers.vouchers import (
     handle_voucher_batch_issued,
@@ -16,6 +20,7 @@ from ledger.handlers.vouchers import (
 from ledger.handlers.wallets import handle_top_up_requested
 from ledger.messages import (
     ClockTicked,
+    DebtPaymentReceived,
     Envelope,
     PaymentResult,
     TerminalAuthorized,
@@ -30,6 +35,7 @@ HANDLERS: dict[type[Envelope], Callable[[Any, Any], None]] = {
     PaymentResult: handle_payment_result,
     TerminalAuthorized: handle_terminal_authorized,
     WalletTopUpRequested: handle_top_up_requested,
+    DebtPaymentReceived: handle_debt_payment,
     VoucherBatchIssued: handle_voucher_batch_issued,
     VoucherRedemptionRequested: handle_voucher_redemption_requested,
     ClockTicked: handle_clock_ticked,

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from ledger.batch import Batch
 from ledger.domain.driver_account import DriverAccount
-from ledger.domain.errors import InvalidInput
+from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.journal import account, transfer
 from ledger.domain.outbox import OutboundCommand
 from ledger.domain.payment import Charge, Hold
@@ -18,7 +18,7 @@ from ledger.handlers.lookups import require_tenant, schedule_of
 from ledger.handlers.orders import open_charge, request_stop, send_resolution
 from ledger.handlers.subscriptions import FEE_PURPOSE, fee_answered
 from ledger.handlers.wallets import issue_top_up_receipt
-from ledger.messages import PaymentResult, TerminalAuthorized
+from ledger.messages import DebtPaymentReceived, PaymentResult, TerminalAuthorized
 
 # Which results answer which command.
 RESULTS_FOR_ACTION: dict[str, frozenset[str]] = {
@@ -141,8 +141,8 @@ def _after_hold_declined(
 
 
 def _apply_charge_result(charge: Charge, message: PaymentResult, batch: Batch) -> None:
-    if charge.status in ("succeeded",):
-        raise InvalidInput(f"charge {charge.purpose}:{charge.reference} already succeeded")
+    if charge.status in ("succeeded", "paid_elsewhere"):
+        raise InvalidInput(f"charge {charge.purpose}:{charge.reference} is already paid")
     if not charge.is_current_attempt(message.request_id):
         raise InvalidInput(f"result for a superseded attempt {message.request_id}")
     charge.check_result_amount(message.amount)
@@ -192,3 +192,49 @@ def _apply_charge_result(charge: Charge, message: PaymentResult, batch: Batch) -
         account_ = DriverAccount(tenant_id=charge.tenant_id, driver_id=charge.driver_id)
         batch.add(account_)
     account_.add_overdue(f"{charge.purpose}:{charge.reference}", charge.amount)
+
+
+# ---------------------------------------------------------------- debt paid elsewhere
+CLEARING_FOR_METHOD: dict[str, str] = {
+    "card": "psp_clearing", "cash": "bank_clearing", "bank_transfer": "bank_clearing",
+}
+
+
+def handle_debt_payment(message: DebtPaymentReceived, batch: Batch) -> None:
+    """The driver paid their whole overdue debt (app, counter, bank): every overdue charge is
+    settled from that payment and can no longer be collected; new sessions may start.
+
+    Checks first: an unknown driver or currency is invalid input; a payment that does not
+    match the overdue total, or repeats a reference, is refused with the reason."""
+    tenant = require_tenant(batch, message.tenant_id, message.occurred_at)
+    if message.currency != tenant["currency"]:
+        raise InvalidInput(f"debt payment in {message.currency}, tenant bills in "
+                           f"{tenant['currency']}")
+    account_ = batch.get(
+        DriverAccount, DriverAccount.create_id(message.tenant_id, message.driver_id)
+    )
+    if account_ is None or not account_.has_overdue_debt:
+        raise RuleViolation(f"driver {message.driver_id} has no overdue debt to pay")
+    if message.reference in account_.payment_references:
+        raise RuleViolation(f"debt payment {message.reference!r} was applied before")
+    if message.amount != account_.overdue_total:
+        raise RuleViolation(
+            f"debt payment of {message.amount} does not match the overdue debt of "
+            f"{account_.overdue_total} {message.currency}"
+        )
+    charges: list[Charge] = []
+    for charge_reference in sorted(account_.overdue):
+        purpose, reference = charge_reference.split(":", 1)
+        charge = batch.get(Charge, Charge.create_id(message.tenant_id, purpose, reference))
+        assert charge is not None, f"overdue debt {charge_reference} has its charge"
+        charges.append(charge)
+    account_.apply_payment(message.reference, message.amount)
+    clearing = account(CLEARING_FOR_METHOD[message.method])
+    for charge in charges:
+        entry = transfer(
+            f"debt:{charge.tenant_id}:{charge.purpose}:{charge.reference}", charge.currency,
+            f"{charge.purpose} {charge.reference} paid by {message.method} "
+            f"({message.reference})", clearing, charge.settles_account, charge.amount,
+        )
+        charge.settle_elsewhere(message.reference, message.method, [entry.to_dict()])
+        account_.settle_overdue(f"{charge.purpose}:{charge.reference}")
