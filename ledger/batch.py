@@ -57,6 +57,10 @@ class Batch:
         self._stored = stored
         # Ids the store was asked about in bulk and does not hold: no read needed for them.
         self._known_absent = known_absent
+        # Ids this batch already asked the store about and found absent: a session's meter
+        # updates ask for the same missing aggregates (held session credit, a pool not yet
+        # opened) again and again; one read per batch is enough.
+        self._found_absent: set[UUID] = set()
         self._touched: dict[UUID, Aggregate] = {}
         self._order: list[UUID] = []
         self.commands_issued = 0
@@ -64,10 +68,11 @@ class Batch:
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         found = self._touched.get(aggregate_id)
         if found is None:
-            if aggregate_id in self._known_absent:
+            if aggregate_id in self._known_absent or aggregate_id in self._found_absent:
                 return None
             found = self._stored(aggregate_id)
             if found is None:
+                self._found_absent.add(aggregate_id)  # an add() later is found first
                 return None
             self._remember(found)
         assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
