@@ -19,6 +19,7 @@ from ledger.application import BatchResult, Inbound, Ledger
 from ledger.domain.inbox import DeadLetter, Refusal
 from ledger.domain.journal import JournalEntry
 from ledger.domain.outbox import OutboundCommand
+from ledger.domain.session import ChargingSession
 from ledger.messages import (
     ClockTicked,
     DriverConfigured,
@@ -254,6 +255,13 @@ def voucher_buying_partner(partner_id: str, tenant_id: str = "t1") -> PartnerCon
         **envelope(tenant_id, when), effective_at=when, partner_id=partner_id,
         billing_period="monthly", pool_limit=Decimal("1000.00"),
     )
+
+
+def settlement_of(d: LedgerDriver, tx: str, tenant_id: str = "t1") -> dict[str, Any]:
+    """A settled session's settlement (who paid what, totals, model)."""
+    session = d.get(ChargingSession, ChargingSession.create_id(tenant_id, tx))
+    assert session.settlement is not None, f"{tx} not settled"
+    return dict(session.settlement)
 
 
 def issued_documents(d: LedgerDriver) -> list[dict[str, Any]]:

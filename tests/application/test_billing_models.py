@@ -24,6 +24,9 @@ from tests.builders import (
     top_up,
     tx_event,
 )
+from tests.builders import (
+    settlement_of as settlement,
+)
 
 
 def network(**tenant_settings: object) -> LedgerDriver:
@@ -38,11 +41,6 @@ def network(**tenant_settings: object) -> LedgerDriver:
     d.new_commands()
     return d
 
-
-def settlement(d: LedgerDriver, tx: str) -> dict[str, object]:
-    session = d.get(ChargingSession, ChargingSession.create_id("t1", tx))
-    assert session.settlement is not None, f"{tx} not settled"
-    return dict(session.settlement)
 
 
 def journal_balances(d: LedgerDriver) -> None:

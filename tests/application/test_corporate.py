@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.domain.corporate_pool import CorporatePool
-from ledger.domain.session import ChargingSession
 from ledger.domain.wallet import Wallet
 from ledger.messages import EnrolmentChanged, PartnerConfigured
 from tests.builders import (
@@ -28,6 +27,9 @@ from tests.builders import (
     tenant,
     tick,
     top_up,
+)
+from tests.builders import (
+    settlement_of as settlement,
 )
 
 CONFIGURED_AT = T0 - timedelta(days=30)  # 2026-01-31 08:00 UTC
@@ -56,11 +58,6 @@ def network(*config: Any) -> LedgerDriver:
     d.new_commands()
     return d
 
-
-def settlement(d: LedgerDriver, tx: str) -> dict[str, Any]:
-    session = d.get(ChargingSession, ChargingSession.create_id("t1", tx))
-    assert session.settlement is not None, f"{tx} not settled"
-    return dict(session.settlement)
 
 
 def shares(d: LedgerDriver, tx: str) -> list[tuple[str, str, str]]:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ledger.domain.session import ChargingSession
 from ledger.domain.subscription import Subscription
 from ledger.messages import PlanPublished, SubscriptionChanged
 from tests.builders import (
@@ -22,6 +21,7 @@ from tests.builders import (
     issued_documents,
     location,
     session_events,
+    settlement_of,
     tariff,
     tenant,
     tick,
@@ -50,15 +50,12 @@ def network(*config: Any) -> LedgerDriver:
 
 
 def shares(d: LedgerDriver, tx: str) -> list[tuple[str, str, str]]:
-    session = d.get(ChargingSession, ChargingSession.create_id("t1", tx))
-    assert session.settlement is not None
     return [(s["payer"], s["id"], s["amount_incl_vat"])
-            for s in session.settlement["charged_to"]]
+            for s in settlement_of(d, tx)["charged_to"]]
 
 
 def model(d: LedgerDriver, tx: str) -> str:
-    session = d.get(ChargingSession, ChargingSession.create_id("t1", tx))
-    return str(session.settlement["billing_model"])
+    return str(settlement_of(d, tx)["billing_model"])
 
 
 def documents(d: LedgerDriver, kind: str) -> list[dict[str, Any]]:

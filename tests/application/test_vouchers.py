@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.domain.payment import Hold
-from ledger.domain.session import ChargingSession
 from ledger.domain.voucher import HeldSessionCredit, Voucher
 from ledger.domain.wallet import Wallet
 from tests.builders import (
@@ -27,6 +26,9 @@ from tests.builders import (
     voucher_batch,
     voucher_buying_partner,
 )
+from tests.builders import (
+    settlement_of as settlement,
+)
 
 
 def network() -> LedgerDriver:
@@ -39,11 +41,6 @@ def network() -> LedgerDriver:
     d.new_commands()
     return d
 
-
-def settlement(d: LedgerDriver, tx: str) -> dict[str, Any]:
-    session = d.get(ChargingSession, ChargingSession.create_id("t1", tx))
-    assert session.settlement is not None, f"{tx} not settled"
-    return dict(session.settlement)
 
 
 def voucher(d: LedgerDriver, code: str, tenant_id: str = "t1") -> Voucher:
