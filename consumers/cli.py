@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.topics",
     "consumers.commands.tick",
     "consumers.commands.dead_letters",
+    "consumers.commands.audit",
     "consumers.commands.psp_simulator",
     "consumers.commands.bench",
 )

@@ -43,6 +43,8 @@ def ledger_env(store_url: str) -> dict[str, str]:
             "SQLITE_DBNAME": path if path == ":memory:" else str(Path(path).expanduser()),
             "SQLITE_LOCK_TIMEOUT": "10",
             "CREATE_TABLE": "y",
+            # Every batch links its events into the hash chain (`ledger audit verify`).
+            "PROCESS_RECORDER_TOPIC": "consumers.chained_store:ChainedSQLiteProcessRecorder",
         }
     if parts.scheme in ("postgresql", "postgres"):
         dbname = parts.path.lstrip("/")
@@ -68,6 +70,8 @@ def ledger_env(store_url: str) -> dict[str, str]:
             # Never POSTGRES_ENABLE_DB_FUNCTIONS: it silently drops tracking rows.
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             "CREATE_TABLE": "y",
+            # Every batch links its events into the hash chain (`ledger audit verify`).
+            "PROCESS_RECORDER_TOPIC": "consumers.chained_store:ChainedPostgresProcessRecorder",
         }
     raise CliError(f"unsupported store URL {store_url!r} (sqlite:///... or postgresql://...)")
 

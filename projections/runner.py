@@ -193,14 +193,18 @@ def catch_up(
     *,
     should_stop: Callable[[], bool] = _never,
     on_page: PageCallback | None = None,
+    until: int | None = None,
 ) -> int:
     """Apply every notification the log holds now; returns how many were applied.
 
     `should_stop` is asked between pages: a stop request lets the current page commit.
     `on_page` is called after each page commits; what it raises stops the catch-up (the
-    page stays committed).
+    page stays committed). `until`: stop at this notification id instead (an audit replays
+    to exactly the position of the read models it compares with).
     """
     target = ledger.recorder.max_notification_id() or 0
+    if until is not None:
+        target = min(target, until)
     start = stored_position(db)
     # Every full page moves the position by at least a page of ids, so this many rounds
     # reach the target; conflicts each cost one more round.
@@ -212,6 +216,8 @@ def catch_up(
             break
         started_s = time.monotonic()
         events = read_page(ledger, start)
+        if until is not None:
+            events = [item for item in events if item[0] <= target]
         if not events:
             break
         try:

@@ -1,0 +1,175 @@
+"""`ledger audit replay|verify|seal [--store URL]`: the auditor's checks (docs/audit.md).
+
+- `replay`: rebuild every read model from the event log into a scratch schema (PostgreSQL)
+  or scratch file (SQLite) and compare it with the live read models, table by table.
+- `verify [--expect-head HASH]`: walk the hash chain over the stored events; name every
+  edited, deleted, inserted or moved event; print the chain's head.
+- `seal`: start the chain on a store written before it existed (links every stored event as
+  it stands now).
+
+Exit status: 0 equal / intact, 1 differences / breaks found, 2 usage or any other error.
+The verdict is the last line on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import closing
+
+from consumers.chained_store import ChainAlreadyStarted, ChainStore
+from consumers.cli import CliError
+from consumers.store import open_store, redacted_url, store_url_from
+from ledger.event_chain import Link, Walk, find_breaks
+from projections.comparison import differences
+from projections.database import open_read_model
+from projections.replay import replay_and_read
+from projections.runner import PageApplied
+from projections.values import ProjectionError
+
+# Differences or breaks printed one per line; the rest are counted. An auditor needs the
+# first ones to start looking, and a broken store must not flood the terminal.
+FINDINGS_SHOWN_MAX = 50
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "audit", help="auditor's checks: replay the read models, verify the event chain",
+        description="Auditor's checks on a store. Exit 0: equal / intact; 1: differences or"
+        " breaks found; 2: usage or other error.",
+    )
+    checks = parser.add_subparsers(dest="check", metavar="CHECK", required=True)
+    store_help = ("sqlite:///PATH or postgresql://USER@HOST/DB (default: $LEDGER_STORE, else"
+                  " sqlite:///./evledger.db)")
+    replay = checks.add_parser(
+        "replay", help="rebuild every read model from the events and compare with the live",
+        description="Project the whole event log into a scratch schema or file, up to the"
+        " live read models' position, and compare every read-model table row by row.",
+    )
+    replay.add_argument("--store", metavar="URL", help=store_help)
+    replay.set_defaults(handler=run_replay)
+    verify = checks.add_parser(
+        "verify", help="check the hash chain over the stored events",
+        description="Recompute the hash chain over every stored event and name each event"
+        " that was edited, deleted, inserted or moved since it was written.",
+    )
+    verify.add_argument("--store", metavar="URL", help=store_help)
+    verify.add_argument(
+        "--expect-head", metavar="HASH", type=parse_hash,
+        help="a head printed by an earlier verify: the chain must still pass through it",
+    )
+    verify.set_defaults(handler=run_verify)
+    seal = checks.add_parser(
+        "seal", help="start the hash chain on a store written before it existed",
+        description="Link every stored event into the hash chain, trusting them as they are"
+        " now. Refused on a store that has a chain.",
+    )
+    seal.add_argument("--store", metavar="URL", help=store_help)
+    seal.set_defaults(handler=run_seal)
+
+
+def parse_hash(text: str) -> str:
+    if not _HASH.match(text.lower()):
+        raise argparse.ArgumentTypeError(f"not a chain hash (64 hex digits): {text!r}")
+    return text.lower()
+
+
+def _progress(page: PageApplied, log_end: int) -> None:
+    print(f"ledger audit replay: replayed to notification {page.last_id} of {log_end}",
+          file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- replay
+def run_replay(args: argparse.Namespace) -> int:
+    store_url = store_url_from(args.store)
+    with closing(open_store(store_url)) as ledger, closing(open_read_model(ledger)) as db:
+        log_end = ledger.recorder.max_notification_id() or 0
+        try:
+            result = replay_and_read(ledger, db, lambda page: _progress(page, log_end))
+        except ProjectionError as exc:
+            raise CliError(f"replay stopped: {exc}") from exc
+    print(f"store {redacted_url(store_url)}: live read models at notification"
+          f" {result.position}, event log at {result.log_end}")
+    if result.position < result.log_end:
+        print(f"(the live read models are {result.log_end - result.position} events behind the"
+              f" log; both sides are compared at notification {result.position})")
+    found = _print_bounded(str(d) for d in differences(result.live, result.replayed))
+    rows = sum(len(table.rows) for table in result.live.values())
+    if found:
+        print(f"VERDICT: DIFFERENT: {found} differences between the live read models and"
+              f" the replay of {result.events} events")
+        return 1
+    print(f"VERDICT: EQUAL: {len(result.live)} read-model tables, {rows} rows, equal to the"
+          f" replay of {result.events} events")
+    return 0
+
+
+def _print_bounded(lines: Iterator[str]) -> int:
+    """Print at most FINDINGS_SHOWN_MAX lines; return how many there were in all."""
+    count = 0
+    for count, line in enumerate(lines, start=1):
+        if count <= FINDINGS_SHOWN_MAX:
+            print(line)
+    if count > FINDINGS_SHOWN_MAX:
+        print(f"... and {count - FINDINGS_SHOWN_MAX} more")
+    return count
+
+
+# ---------------------------------------------------------------------------- verify
+def run_verify(args: argparse.Namespace) -> int:
+    store_url = store_url_from(args.store)
+    with closing(open_store(store_url)) as ledger:
+        chain = ChainStore(ledger.recorder)
+        # Everything at or below this id had committed, links included, before we read it:
+        # writers committing meanwhile only add ids above it.
+        stop = chain.max_notification_id()
+        walk = Walk()
+        seen_expected: list[Link] = []
+
+        def links() -> Iterator[Link]:
+            for link in chain.links(stop):
+                if args.expect_head is not None and link.hash.hex() == args.expect_head:
+                    seen_expected.append(link)
+                yield link
+
+        found = _print_bounded(str(b) for b in find_breaks(chain.records(stop), links(), walk))
+    print(f"store {redacted_url(store_url)}: {walk.records} events, {walk.links} links")
+    if walk.head is None:
+        if walk.records:
+            print("VERDICT: UNSEALED: the store has no hash chain yet; run `ledger audit seal`"
+                  " (it trusts the events as they are now)")
+            return 1
+        print("VERDICT: INTACT: the store holds no events yet")
+        return 0
+    print(f"head: notification {walk.head.notification_id} {walk.head.hash.hex()}")
+    if args.expect_head is not None and not seen_expected:
+        print(f"expected head {args.expect_head} is not in the chain: the history before it"
+              " was rewritten, or the head was taken from another store")
+        found += 1
+    elif seen_expected:
+        print(f"expected head found at notification {seen_expected[0].notification_id}")
+    if found:
+        print(f"VERDICT: BROKEN: {found} breaks in the chain")
+        return 1
+    print(f"VERDICT: INTACT: {walk.records} events chained, head at notification"
+          f" {walk.head.notification_id}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- seal
+def run_seal(args: argparse.Namespace) -> int:
+    store_url = store_url_from(args.store)
+    with closing(open_store(store_url)) as ledger:
+        try:
+            linked, head = ChainStore(ledger.recorder).seal()
+        except ChainAlreadyStarted as exc:
+            raise CliError(f"{exc}: `ledger audit verify` checks it") from exc
+    if head is None:
+        print("sealed: the store holds no events; every event written from now on is linked")
+        return 0
+    print(f"sealed: {linked} events linked; head: notification {head.notification_id}"
+          f" {head.hash.hex()}")
+    return 0
