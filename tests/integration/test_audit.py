@@ -1,0 +1,250 @@
+"""`ledger audit verify|seal|replay` on SQLite and on a real PostgreSQL.
+
+The tampering is done the way an intruder with database access would do it: plain SQL on
+the event table and the chain table, behind the ledger's back.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from consumers.store import open_ledger
+from tests.integration.test_ingest import (
+    ROOT,
+    STORE_KINDS,
+    ingest,
+    ledger_cli,
+    store_for,
+    subprocess_env,
+    write_day_file,
+)
+
+pytestmark = pytest.mark.integration
+
+HEAD = re.compile(r"^head: notification (\d+) ([0-9a-f]{64})$", re.MULTILINE)
+# Each ingest subprocess of the concurrency test must finish within this on a busy machine.
+INGEST_DEADLINE_S = 300
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return store_for(store_kind, "store.db", tmp_path, request, "fresh_database")
+
+
+@pytest.fixture
+def filled_store(store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    events = tmp_path / "day.jsonl"
+    write_day_file(events, sessions_per_tenant=6)
+    ingest(capsys, events, store_url)
+    return store_url
+
+
+def tamper(store: str, *statements: str) -> None:
+    """Run SQL directly on the store's database (`{events}`/`{chain}`/`{id}` by dialect)."""
+    if store.startswith("sqlite:///"):
+        names = {"events": "stored_events", "chain": "stored_events_chain", "id": "rowid"}
+        with closing(sqlite3.connect(store[len("sqlite:///"):])) as connection:
+            for statement in statements:
+                connection.execute(statement.format(**names))
+            connection.commit()
+        return
+    names = {"events": "ledger_events", "chain": "ledger_events_chain", "id": "notification_id"}
+    with psycopg.connect(store) as connection:
+        for statement in statements:
+            connection.execute(statement.format(**names).encode())
+
+
+def audit(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code, out, _err = ledger_cli(capsys, "audit", *args)
+    return code, out
+
+
+def breaks(out: str) -> list[tuple[int, str]]:
+    return [(int(n), kind) for n, kind in re.findall(r"^notification (\d+): (\w+):", out,
+                                                     re.MULTILINE)]
+
+
+def head_of(out: str) -> str:
+    found = HEAD.search(out)
+    assert found is not None, out
+    return found.group(2)
+
+
+def event_count(store: str) -> int:
+    with closing(open_ledger(store)) as ledger:
+        return int(ledger.recorder.max_notification_id() or 0)
+
+
+# ---------------------------------------------------------------------------- verify
+def test_a_clean_store_verifies_and_its_head_is_a_checkpoint_later_verifies_accept(
+    filled_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = audit(capsys, "verify", "--store", filled_store)
+    assert code == 0, out
+    assert out.splitlines()[-1].startswith("VERDICT: INTACT")
+    earlier_head = head_of(out)
+    more = tmp_path / "more.jsonl"
+    write_day_file(more, sessions_per_tenant=7)  # one more session per tenant, the rest again
+    ingest(capsys, more, filled_store)
+    code, out = audit(capsys, "verify", "--store", filled_store, "--expect-head", earlier_head)
+    assert code == 0, out
+    assert head_of(out) != earlier_head
+    assert "expected head found at notification" in out
+
+
+def test_verify_names_each_edited_deleted_inserted_and_swapped_event(
+    filled_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    last = event_count(filled_store)
+    tamper(
+        filled_store,
+        # edited: one byte more in the state of 10
+        "UPDATE {events} SET state = state || x'20' WHERE {id} = 10".replace(
+            "x'20'", "x'20'" if filled_store.startswith("sqlite") else "'\\x20'::bytea"),
+        # deleted: 20 alone; 30 together with its link
+        "DELETE FROM {events} WHERE {id} = 20",
+        "DELETE FROM {events} WHERE {id} = 30",
+        "DELETE FROM {chain} WHERE notification_id = 30",
+        # swapped: 40 and 41 change places
+        "UPDATE {events} SET {id} = -1 WHERE {id} = 40",
+        "UPDATE {events} SET {id} = 40 WHERE {id} = 41",
+        "UPDATE {events} SET {id} = 41 WHERE {id} = -1",
+        # inserted: a copy of 50 under a new version, at the end of the log
+        "INSERT INTO {events} (originator_id, originator_version, topic, state)"
+        " SELECT originator_id, originator_version + 1000, topic, state FROM {events}"
+        " WHERE {id} = 50",
+    )
+    code, out = audit(capsys, "verify", "--store", filled_store)
+    assert code == 1, out
+    assert breaks(out) == [(10, "edited"), (20, "deleted"), (30, "deleted"), (40, "edited"),
+                           (41, "edited"), (last + 1, "inserted")]
+    assert out.splitlines()[-1] == "VERDICT: BROKEN: 6 breaks in the chain"
+
+
+def test_a_rewritten_chain_passes_alone_but_not_against_an_earlier_head(
+    filled_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _code, out = audit(capsys, "verify", "--store", filled_store)
+    earlier_head = head_of(out)
+    # The intruder edits an event, throws the chain away and seals the store again.
+    statement = ("UPDATE {events} SET topic = topic || 'x' WHERE {id} = 5")
+    tamper(filled_store, statement, "DELETE FROM {chain}")
+    code, out = audit(capsys, "seal", "--store", filled_store)
+    assert code == 0, out
+    code, out = audit(capsys, "verify", "--store", filled_store)
+    assert code == 0, out  # a consistent forgery: only a copy of the head taken earlier shows it
+    code, out = audit(capsys, "verify", "--store", filled_store, "--expect-head", earlier_head)
+    assert code == 1, out
+    assert f"expected head {earlier_head} is not in the chain" in out
+
+
+def test_a_store_from_before_the_chain_is_unsealed_until_sealed_then_every_write_links(
+    filled_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tamper(filled_store, "DELETE FROM {chain}")  # as if written by an older version
+    more = tmp_path / "more.jsonl"
+    write_day_file(more, sessions_per_tenant=7)
+    ingest(capsys, more, filled_store)  # new events are not linked onto nothing
+    code, out = audit(capsys, "verify", "--store", filled_store)
+    assert code == 1
+    assert "VERDICT: UNSEALED" in out
+    code, out = audit(capsys, "seal", "--store", filled_store)
+    assert (code, out.startswith(f"sealed: {event_count(filled_store)} events linked")) == (
+        0, True), out
+    code, out = audit(capsys, "seal", "--store", filled_store)
+    assert code == 2  # never twice
+    write_day_file(more, sessions_per_tenant=8)
+    ingest(capsys, more, filled_store)
+    code, out = audit(capsys, "verify", "--store", filled_store)
+    assert code == 0, out
+
+
+def _ingest_process(events: Path, store: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli", "ingest", "--events", str(events), "--store",
+         store], cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def test_concurrent_writers_leave_one_valid_chain(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files: list[Path] = []
+    for name, sessions in (("a", 12), ("b", 13), ("c", 14)):
+        files.append(tmp_path / f"{name}.jsonl")
+        write_day_file(files[-1], sessions_per_tenant=sessions)
+    # Three writers at once on the same aggregates, as consumers of one group after a
+    # rebalance: their batches interleave, conflict and retry under the store's lock.
+    writers = [_ingest_process(events, store_url) for events in files]
+    for writer in writers:
+        _out, err = writer.communicate(timeout=INGEST_DEADLINE_S)
+        assert writer.returncode == 0, err.decode()
+    code, out = audit(capsys, "verify", "--store", store_url)
+    assert code == 0, out
+    assert f"head at notification {event_count(store_url)}" in out
+
+
+def test_bad_arguments_are_usage_errors(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        audit(capsys, "verify", "--store", store_url, "--expect-head", "not-a-hash")
+    assert exited.value.code == 2
+    assert "not a chain hash" in capsys.readouterr().err
+    code, _out, err = ledger_cli(capsys, "audit", "replay", "--store", "mysql://x/y")
+    assert code == 2
+    assert "unsupported store URL" in err
+
+
+# ---------------------------------------------------------------------------- replay
+def test_replay_of_a_clean_store_equals_the_live_read_models_and_leaves_no_scratch(
+    filled_store: str, store_kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = ledger_cli(capsys, "audit", "replay", "--store", filled_store)
+    assert code == 0, out + err
+    assert out.splitlines()[-1].startswith("VERDICT: EQUAL: 12 read-model tables")
+    assert f"replayed to notification {event_count(filled_store)} of" in err  # progress
+    if store_kind == "postgresql":
+        assert _scratch_schemas(filled_store) == []
+
+
+def _scratch_schemas(store: str) -> Sequence[str]:
+    with psycopg.connect(store) as connection:
+        rows = connection.execute("SELECT nspname FROM pg_namespace").fetchall()
+    return [str(row[0]) for row in rows if str(row[0]).startswith("audit_replay_")]
+
+
+def test_replay_names_each_row_and_column_that_differs_and_a_table_it_cannot_rebuild(
+    filled_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tamper(
+        filled_store,
+        "UPDATE rm_invoices SET total_vat = '9.99' WHERE number = (SELECT MIN(number)"
+        " FROM rm_invoices WHERE tenant_id = 't1') AND tenant_id = 't1'",
+        "DELETE FROM rm_wallets WHERE tenant_id = 't2' AND driver_id = 't2-d1'",
+        # A read model someone added without a projection: found in the catalog anyway.
+        "CREATE TABLE rm_added_later (k TEXT PRIMARY KEY, v TEXT)",
+    )
+    code, out = audit(capsys, "replay", "--store", filled_store)
+    assert code == 1, out
+    lines = out.splitlines()
+    assert "rm_added_later [] *: live a table | replayed (no table)" in lines
+    [invoice] = [line for line in lines if line.startswith("rm_invoices [tenant_id='t1'")]
+    assert " total_vat: live '9.99' | replayed '" in invoice, out
+    assert "rm_wallets [tenant_id='t2', driver_id='t2-d1'] *: live (no row) | replayed a row" \
+        in lines
+    assert lines[-1].startswith("VERDICT: DIFFERENT: 3 differences")
