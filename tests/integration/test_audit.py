@@ -248,3 +248,22 @@ def test_replay_names_each_row_and_column_that_differs_and_a_table_it_cannot_reb
     assert "rm_wallets [tenant_id='t2', driver_id='t2-d1'] *: live (no row) | replayed a row" \
         in lines
     assert lines[-1].startswith("VERDICT: DIFFERENT: 3 differences")
+
+
+def test_a_batch_whose_links_fail_is_not_stored_at_all(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import consumers.chained_store
+
+    def failing(*_args: object) -> None:
+        raise RuntimeError("linking failed")
+
+    # eventsourcing's PostgreSQL recorder would commit the events despite this: the chained
+    # recorder must make the transaction fail instead.
+    monkeypatch.setattr(consumers.chained_store, "links_after", failing)
+    events = tmp_path / "day.jsonl"
+    write_day_file(events, sessions_per_tenant=2)
+    with pytest.raises(Exception, match="link"):
+        ledger_cli(capsys, "ingest", "--events", str(events), "--store", store_url)
+    assert event_count(store_url) == 0
