@@ -32,6 +32,8 @@ from projections.values import ProjectionError
 # Differences or breaks printed one per line; the rest are counted. An auditor needs the
 # first ones to start looking, and a broken store must not flood the terminal.
 FINDINGS_SHOWN_MAX = 50
+# A progress line on stderr every this many links (a few seconds of work each).
+VERIFY_PROGRESS_LINKS = 10_000
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -130,9 +132,12 @@ def run_verify(args: argparse.Namespace) -> int:
         seen_expected: list[Link] = []
 
         def links() -> Iterator[Link]:
-            for link in chain.links(stop):
+            for count, link in enumerate(chain.links(stop), start=1):
                 if args.expect_head is not None and link.hash.hex() == args.expect_head:
                     seen_expected.append(link)
+                if count % VERIFY_PROGRESS_LINKS == 0:
+                    print(f"ledger audit verify: checked to notification {link.notification_id}"
+                          f" of {stop}", file=sys.stderr, flush=True)
                 yield link
 
         found = _print_bounded(str(b) for b in find_breaks(chain.records(stop), links(), walk))
