@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from typing import Any
@@ -63,7 +64,18 @@ def _records(ids: Sequence[int], stored_events: Sequence[StoredEvent]) -> list[C
 
 
 # ---------------------------------------------------------------------------- SQLite
-class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder):
+class LinkTiming:
+    """Time spent linking, for `ledger bench chain` (the write path's added cost)."""
+
+    link_seconds: float = 0.0
+    linked_events: int = 0
+
+    def _count(self, started_s: float, events: int) -> None:
+        self.link_seconds += time.perf_counter() - started_s
+        self.linked_events += events
+
+
+class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder, LinkTiming):
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements.append(
@@ -77,6 +89,7 @@ class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
+        started_s = time.perf_counter()
         if ids:  # the INSERT above holds the file's write lock until our commit
             chain = chain_table_name(self.events_table_name)
             c.execute(f"SELECT notification_id, previous_id, hash FROM {chain}"
@@ -92,11 +105,12 @@ class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder):
             c.executemany(f"INSERT INTO {chain} VALUES (?, ?, ?)",
                           [(link.notification_id, link.previous_id, link.hash)
                            for link in links])
+            self._count(started_s, len(links))
         return ids
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
-class ChainedPostgresProcessRecorder(PostgresProcessRecorder):
+class ChainedPostgresProcessRecorder(PostgresProcessRecorder, LinkTiming):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.chain_table_name = chain_table_name(self.events_table_name)
@@ -115,11 +129,13 @@ class ChainedPostgresProcessRecorder(PostgresProcessRecorder):
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         # Still inside the insert's transaction, after its EXCLUSIVE lock on the events table.
         if ids:
+            started_s = time.perf_counter()
             try:
                 self._link(curs, ids, stored_events)
             except BaseException:
                 _abort_transaction(curs)
                 raise
+            self._count(started_s, len(ids))
         return ids
 
     def _link(self, curs: Cursor[DictRow], ids: Sequence[int],

@@ -10,7 +10,9 @@ import argparse
 import importlib
 
 # Order here is the order of `ledger bench --help`.
-BENCH_TARGETS: tuple[str, ...] = ("consumers.benchmarks.pricing", "consumers.benchmarks.ingest")
+BENCH_TARGETS: tuple[str, ...] = (
+    "consumers.benchmarks.pricing", "consumers.benchmarks.ingest", "consumers.benchmarks.chain",
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -267,3 +267,18 @@ def test_a_batch_whose_links_fail_is_not_stored_at_all(
     with pytest.raises(Exception, match="link"):
         ledger_cli(capsys, "ingest", "--events", str(events), "--store", store_url)
     assert event_count(store_url) == 0
+
+
+def test_bench_chain_reports_the_seconds_linking_added_to_an_ingest(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "day.jsonl"
+    write_day_file(events, sessions_per_tenant=2)
+    code, out, err = ledger_cli(capsys, "bench", "chain", "--events", str(events), "--store",
+                                store_url)
+    assert code == 0, err
+    assert re.match(rf"ledger bench chain: ingest \S+ s; linking {event_count(store_url)}"
+                    r" events \S+ s \(\S+ % of the ingest\)$", out.strip()), out
+    code, _out, err = ledger_cli(capsys, "bench", "chain", "--events", str(events), "--store",
+                                 store_url)
+    assert (code, "not empty" in err) == (2, True)
