@@ -77,7 +77,8 @@ def ledger_env(store_url: str) -> dict[str, str]:
 
 
 # Two processes starting together on a new database race to create the tables and the
-# library's functions ("tuple concurrently updated"); the loser waits and tries again.
+# library's functions ("tuple concurrently updated", or a duplicate type); the loser waits
+# and tries again.
 STORE_OPEN_ATTEMPTS_MAX = 5
 STORE_OPEN_RETRY_DELAY_S = 0.5
 # SQLite's default limit of host parameters in one statement (SQLITE_MAX_VARIABLE_NUMBER).
@@ -91,10 +92,17 @@ def open_ledger(store_url: str) -> Ledger:
             ledger.use_existing_ids(existing_ids_probe(ledger))
             return ledger
         except PersistenceError as exc:
-            if attempt == STORE_OPEN_ATTEMPTS_MAX or "concurrently" not in str(exc):
+            if attempt == STORE_OPEN_ATTEMPTS_MAX or not _lost_creation_race(exc):
                 raise
             time.sleep(STORE_OPEN_RETRY_DELAY_S * attempt)
     raise AssertionError("unreachable")
+
+
+def _lost_creation_race(exc: PersistenceError) -> bool:
+    # "tuple concurrently updated" (functions), or a type or table another process created
+    # between our IF NOT EXISTS check and our CREATE (seen with three writers starting at once).
+    text = str(exc)
+    return "concurrently" in text or "pg_type_typname_nsp_index" in text
 
 
 def existing_ids_probe(ledger: Ledger) -> Callable[[Sequence[UUID]], set[UUID]]:

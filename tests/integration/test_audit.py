@@ -190,9 +190,15 @@ def test_concurrent_writers_leave_one_valid_chain(
     # Three writers at once on the same aggregates, as consumers of one group after a
     # rebalance: their batches interleave, conflict and retry under the store's lock.
     writers = [_ingest_process(events, store_url) for events in files]
-    for writer in writers:
-        _out, err = writer.communicate(timeout=INGEST_DEADLINE_S)
-        assert writer.returncode == 0, err.decode()
+    try:
+        for writer in writers:
+            _out, err = writer.communicate(timeout=INGEST_DEADLINE_S)
+            assert writer.returncode == 0, err.decode()
+    finally:
+        for writer in writers:
+            if writer.poll() is None:
+                writer.kill()
+            writer.communicate()
     code, out = audit(capsys, "verify", "--store", store_url)
     assert code == 0, out
     assert f"head at notification {event_count(store_url)}" in out
