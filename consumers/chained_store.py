@@ -185,28 +185,22 @@ class ChainStore:
     def max_notification_id(self) -> int:
         return int(self._recorder.max_notification_id() or 0)
 
-    def head(self) -> Link | None:
-        rows = self._query(self._select_links(descending=True), ())
-        return None if not rows else _link(rows[0])
-
     def records(self, stop: int) -> Iterator[ChainedRecord]:
         """Every stored record with notification id <= stop, in order, a page at a time."""
-        after = 0
-        while True:
-            rows = self._query(self._select_records(), (after, stop, CHAIN_PAGE_ROWS_MAX))
-            for row in rows:
-                yield self._record(row)
-            if len(rows) < CHAIN_PAGE_ROWS_MAX:
-                return
-            after = int(rows[-1][0])
+        for row in self._pages(self._select_records(), stop):
+            yield self._record(row)
 
     def links(self, stop: int) -> Iterator[Link]:
+        """Every link with notification id <= stop, in order, a page at a time."""
+        for row in self._pages(self._select_links(), stop):
+            yield _link(row)
+
+    def _pages(self, statement: Any, stop: int) -> Iterator[tuple[Any, ...]]:
         after = 0
-        while True:
-            rows = self._query(self._select_links(descending=False),
-                               (after, stop, CHAIN_PAGE_ROWS_MAX))
-            for row in rows:
-                yield _link(row)
+        # Ids are unique and grow, so a full page moves `after` on by at least a page.
+        for _page in range(stop // CHAIN_PAGE_ROWS_MAX + 2):
+            rows = self._query(statement, (after, stop, CHAIN_PAGE_ROWS_MAX))
+            yield from rows
             if len(rows) < CHAIN_PAGE_ROWS_MAX:
                 return
             after = int(rows[-1][0])
@@ -230,11 +224,13 @@ class ChainStore:
             curs.execute(SQL("SELECT 1 AS found FROM {}.{} LIMIT 1").format(*recorder._chain()))
             if curs.fetchone() is not None:
                 raise ChainAlreadyStarted("the store has a chain already")
+            curs.execute(recorder.max_notification_id_statement)
+            stop = int((curs.fetchone() or {}).get("max") or 0)
             head: Link | None = None
             linked = 0
-            while True:
+            for _page in range(stop // CHAIN_PAGE_ROWS_MAX + 2):
                 curs.execute(self._select_records(),
-                             (head.notification_id if head else 0, 2**62, CHAIN_PAGE_ROWS_MAX))
+                             (head.notification_id if head else 0, stop, CHAIN_PAGE_ROWS_MAX))
                 rows = curs.fetchall()
                 links = links_after(head, [self._record(tuple(row.values())) for row in rows])
                 curs.executemany(
@@ -244,7 +240,8 @@ class ChainStore:
                 linked += len(links)
                 head = links[-1] if links else head
                 if len(rows) < CHAIN_PAGE_ROWS_MAX:
-                    return linked, head
+                    break
+        return linked, head
 
     def _seal_sqlite(self, recorder: ChainedSQLiteProcessRecorder) -> tuple[int, Link | None]:
         chain = chain_table_name(recorder.events_table_name)
@@ -255,12 +252,14 @@ class ChainStore:
             try:
                 if connection.execute(f"SELECT 1 FROM {chain} LIMIT 1").fetchone() is not None:
                     raise ChainAlreadyStarted("the store has a chain already")
+                stop = int(connection.execute(
+                    f"SELECT MAX(rowid) FROM {recorder.events_table_name}").fetchone()[0] or 0)
                 head: Link | None = None
                 linked = 0
-                while True:
+                for _page in range(stop // CHAIN_PAGE_ROWS_MAX + 2):
                     rows = connection.execute(
                         self._select_records(),
-                        (head.notification_id if head else 0, 2**62, CHAIN_PAGE_ROWS_MAX),
+                        (head.notification_id if head else 0, stop, CHAIN_PAGE_ROWS_MAX),
                     ).fetchall()
                     links = links_after(head, [self._record(row) for row in rows])
                     connection.executemany(
@@ -292,18 +291,16 @@ class ChainStore:
             " ORDER BY rowid LIMIT ?"
         )
 
-    def _select_links(self, *, descending: bool) -> Any:
-        """Ascending: a page of links in a range; descending: the head alone."""
-        shape = (" ORDER BY notification_id DESC LIMIT 1" if descending else
-                 " WHERE notification_id > {p} AND notification_id <= {p}"
-                 " ORDER BY notification_id LIMIT {p}")
+    def _select_links(self) -> Any:
         if self._postgres is not None:
             return SQL("SELECT notification_id, previous_id, hash FROM {}.{}"
-                       + shape.replace("{p}", "%s")).format(*self._postgres._chain())
+                       " WHERE notification_id > %s AND notification_id <= %s"
+                       " ORDER BY notification_id LIMIT %s").format(*self._postgres._chain())
         assert self._sqlite is not None
         return (f"SELECT notification_id, previous_id, hash FROM"
                 f" {chain_table_name(self._sqlite.events_table_name)}"
-                + shape.replace("{p}", "?"))
+                " WHERE notification_id > ? AND notification_id <= ?"
+                " ORDER BY notification_id LIMIT ?")
 
     def _query(self, statement: str | Composed, params: tuple[int, ...]) -> list[tuple[Any, ...]]:
         with self._recorder.datastore.transaction(commit=False) as cursor:
