@@ -21,10 +21,8 @@ from consumers.store import open_ledger
 from projections.sql import TABLE_NAMES
 from tests.integration.test_ingest import (
     ROOT,
-    STORE_KINDS,
     ingest,
     ledger_cli,
-    store_for,
     subprocess_env,
     write_day_file,
 )
@@ -34,16 +32,6 @@ pytestmark = pytest.mark.integration
 HEAD = re.compile(r"^head: notification (\d+) ([0-9a-f]{64})$", re.MULTILINE)
 # Each ingest subprocess of the concurrency test must finish within this on a busy machine.
 INGEST_DEADLINE_S = 300
-
-
-@pytest.fixture(params=STORE_KINDS)
-def store_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    return store_for(store_kind, "store.db", tmp_path, request, "fresh_database")
 
 
 @pytest.fixture

@@ -91,16 +91,6 @@ def store_for(kind: str, name: str, tmp_path: Path, request: pytest.FixtureReque
 STORE_KINDS = ("sqlite", "postgresql")
 
 
-@pytest.fixture(params=STORE_KINDS)
-def store_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    return store_for(store_kind, "store.db", tmp_path, request, "fresh_database")
-
-
 @pytest.fixture
 def clean_store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A second store of the same kind, for the reference single pass."""

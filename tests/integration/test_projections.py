@@ -34,12 +34,10 @@ from projections.values import ProjectionError
 from tests.builders import LedgerDriver, driver, tenant, top_up
 from tests.integration.test_ingest import (
     LEDGER_COMMAND,
-    STORE_KINDS,
     day_messages,
     ingest,
     ledger_cli,
     report_json,
-    store_for,
     subprocess_env,
     write_day_file,
 )
@@ -51,16 +49,6 @@ pytestmark = pytest.mark.integration
 PROJECTOR_DEADLINE_S = 60
 POSITION_POLL_INTERVAL_S = 0.05
 METRICS_SCRAPE_TIMEOUT_S = 10
-
-
-@pytest.fixture(params=STORE_KINDS)
-def store_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    return store_for(store_kind, "store.db", tmp_path, request, "fresh_database")
 
 
 def read_models(store: str) -> dict[str, list[tuple[Any, ...]]]:
