@@ -44,33 +44,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         " breaks found; 2: usage or other error.",
     )
     checks = parser.add_subparsers(dest="check", metavar="CHECK", required=True)
-    store_help = ("sqlite:///PATH or postgresql://USER@HOST/DB (default: $LEDGER_STORE, else"
-                  " sqlite:///./evledger.db)")
-    replay = checks.add_parser(
-        "replay", help="rebuild every read model from the events and compare with the live",
-        description="Project the whole event log into a scratch schema or file, up to the"
-        " live read models' position, and compare every read-model table row by row.",
-    )
-    replay.add_argument("--store", metavar="URL", help=store_help)
-    replay.set_defaults(handler=run_replay)
-    verify = checks.add_parser(
-        "verify", help="check the hash chain over the stored events",
-        description="Recompute the hash chain over every stored event and name each event"
-        " that was edited, deleted, inserted or moved since it was written.",
-    )
-    verify.add_argument("--store", metavar="URL", help=store_help)
-    verify.add_argument(
-        "--expect-head", metavar="HASH", type=parse_hash,
-        help="a head printed by an earlier verify: the chain must still pass through it",
-    )
-    verify.set_defaults(handler=run_verify)
-    seal = checks.add_parser(
-        "seal", help="start the hash chain on a store written before it existed",
-        description="Link every stored event into the hash chain, trusting them as they are"
-        " now. Refused on a store that has a chain.",
-    )
-    seal.add_argument("--store", metavar="URL", help=store_help)
-    seal.set_defaults(handler=run_seal)
+    for name, short, description, handler in (
+        ("replay", "rebuild every read model from the events and compare with the live",
+         "Project the whole event log into a scratch schema or file, up to the live read"
+         " models' position, and compare every read-model table row by row.", run_replay),
+        ("verify", "check the hash chain over the stored events",
+         "Recompute the hash chain over every stored event and name each event that was"
+         " edited, deleted, inserted or moved since it was written.", run_verify),
+        ("seal", "start the hash chain on a store written before it existed",
+         "Link every stored event into the hash chain, trusting them as they are now."
+         " Refused on a store that has a chain.", run_seal),
+    ):
+        check = checks.add_parser(name, help=short, description=description)
+        check.add_argument(
+            "--store", metavar="URL",
+            help="sqlite:///PATH or postgresql://USER@HOST/DB (default: $LEDGER_STORE, else"
+            " sqlite:///./evledger.db)",
+        )
+        if name == "verify":
+            check.add_argument(
+                "--expect-head", metavar="HASH", type=parse_hash,
+                help="a head printed by an earlier verify: the chain must still pass through it",
+            )
+        check.set_defaults(handler=handler)
 
 
 def parse_hash(text: str) -> str:
