@@ -11,13 +11,38 @@ The OCPP part of a session event keeps OCPP 2.0.1's own camelCase names.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+)
 
 from ledger.domain.errors import InvalidMessage
+from ledger.domain.money import CURRENCY_EXPONENTS
+from ledger.domain.text import control_character_in
+from ledger.limits import (
+    AMOUNT_MAJOR_MAX,
+    AMOUNT_MINOR_UNITS_MAX,
+    DECIMAL_INTEGER_DIGITS_MAX,
+    DECIMAL_PLACES_MAX,
+    TARIFF_JSON_CHARS_MAX,
+    TEXT_CHARS_MAX,
+    WIRE_INT_MAX,
+)
+
+assert AMOUNT_MAJOR_MAX * 10 ** max(CURRENCY_EXPONENTS.values()) <= AMOUNT_MINOR_UNITS_MAX, (
+    "the largest amount in major units must stay within the minor-unit bound in every currency"
+)
 
 
 def _aware(value: datetime) -> datetime:
@@ -26,9 +51,20 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-def _finite(value: Decimal) -> Decimal:
+def _bounded(value: Decimal) -> Decimal:
+    """Finite, at most DECIMAL_INTEGER_DIGITS_MAX digits before the point and
+    DECIMAL_PLACES_MAX after it (trailing zeros aside): what every later stage can compute."""
     if not value.is_finite():
         raise ValueError("decimal must be finite")
+    if value and value.adjusted() >= DECIMAL_INTEGER_DIGITS_MAX:
+        raise ValueError(f"decimal has more than {DECIMAL_INTEGER_DIGITS_MAX} integer digits")
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if value and -(exponent + trailing_zeros) > DECIMAL_PLACES_MAX:
+        raise ValueError(f"decimal has more than {DECIMAL_PLACES_MAX} decimal places")
+    if len(digits) - trailing_zeros > DECIMAL_INTEGER_DIGITS_MAX + DECIMAL_PLACES_MAX:
+        raise ValueError("decimal has too many significant digits")
     return value
 
 
@@ -47,16 +83,46 @@ Instant = Annotated[
 Dec = Annotated[
     Decimal,
     BeforeValidator(_decimal_from_wire),
-    AfterValidator(_finite),
+    AfterValidator(_bounded),
     # Fixed-point text, never exponent form ("1000", not "1E+3").
     PlainSerializer(lambda v: format(v, "f"), return_type=str),
 ]
 NonNegDec = Annotated[Dec, Field(ge=0)]
+# Money in major units: bounded for every currency (see AMOUNT_MAJOR_MAX).
+Amount = Annotated[NonNegDec, Field(le=AMOUNT_MAJOR_MAX)]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+# Text fields that may be longer than TEXT_CHARS_MAX and span lines.
+LONG_TEXT_CHARS_MAX: dict[str, int] = {"ocpi_tariff_json": TARIFF_JSON_CHARS_MAX}
+
+
+def _holdable(value: object, field_name: str) -> None:
+    """Raise ValueError for text with a control character or beyond its size, or an
+    integer beyond the wire's 64 bits: values a later stage could not hold."""
+    if isinstance(value, str):
+        long_max = LONG_TEXT_CHARS_MAX.get(field_name)
+        if len(value) > (long_max or TEXT_CHARS_MAX):
+            raise ValueError(f"text longer than {long_max or TEXT_CHARS_MAX} characters")
+        found = control_character_in(value, multiline=long_max is not None)
+        if found is not None:
+            raise ValueError(f"text contains the control character {found}")
+    elif isinstance(value, int) and not -WIRE_INT_MAX - 1 <= value <= WIRE_INT_MAX:
+        raise ValueError(f"integer beyond 64 bits (at most {WIRE_INT_MAX})")
+    elif isinstance(value, list):
+        for item in value:
+            _holdable(item, field_name)
 
 
 class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _every_value_holdable(cls, value: object, info: ValidationInfo) -> object:
+        # Every field of every message, ids included: nested models check their own fields.
+        _holdable(value, info.field_name or "")
+        return value
 
 
 class Envelope(WireModel):
@@ -73,6 +139,11 @@ class Envelope(WireModel):
     @classmethod
     def type_name(cls) -> str:
         return cls.__name__
+
+    def payload_digest(self) -> str:
+        """sha256 of the payload's JSON (fields in schema order, so the same payload always
+        gives the same digest): what tells a re-published copy from a conflicting one."""
+        return hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------- CSMS: session events
@@ -158,7 +229,7 @@ class PaymentResult(Envelope):
 
     request_id: Id
     outcome: PaymentOutcome
-    amount: NonNegDec
+    amount: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     psp_reference: Id | None = None
     reason: str | None = None
@@ -172,7 +243,7 @@ class TerminalAuthorized(Envelope):
     terminal_reference: Id
     terminal_id: Id
     location_id: Id
-    amount: NonNegDec
+    amount: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     psp_reference: Id
 
@@ -184,14 +255,14 @@ class VoucherBatchIssued(Envelope):
     batch_id: Id
     kind: Literal["balance", "session_credit"]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    amount_per_code: NonNegDec
+    amount_per_code: Amount
     codes: list[Id] = Field(min_length=1, max_length=10_000)
     expires_at: Instant
     site_location_ids: list[Id] = Field(default_factory=list)
     # A partner who bought the batch is invoiced for it at this price per code.
     bought_by_partner_id: Id | None = None
-    price_per_code_net: NonNegDec | None = None
-    vat_rate_percent: NonNegDec | None = None
+    price_per_code_net: Amount | None = None
+    vat_rate_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
 
 
 class VoucherRedemptionRequested(Envelope):
@@ -205,7 +276,7 @@ class WalletTopUpRequested(Envelope):
     TOPIC: ClassVar[str] = "wallets"
 
     driver_id: Id
-    amount: Annotated[Dec, Field(gt=0)]
+    amount: Annotated[Amount, Field(gt=0)]
     method: Literal["card", "bank_transfer"]
     reference: Id
 
@@ -234,7 +305,7 @@ class Configuration(Envelope):
 
 class TenantConfigured(Configuration):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    preauth_hold_amount: NonNegDec
+    preauth_hold_amount: Amount
     preauth_stop_threshold_percent: Annotated[Dec, Field(gt=0, le=100)] = Decimal(95)
     retry_schedule_hours: list[Annotated[int, Field(gt=0)]] = Field(
         default_factory=lambda: [1, 6, 24, 72, 168], max_length=20
@@ -254,7 +325,7 @@ class TariffPublished(Configuration):
     # The OCPI 2.2.1 Tariff object as JSON text (validated by the pricer on arrival).
     ocpi_tariff_json: Annotated[str, Field(min_length=2, max_length=200_000)]
     # Pre-authorization hold for sessions under this tariff (overrides the tenant's).
-    preauth_hold_amount: NonNegDec | None = None
+    preauth_hold_amount: Amount | None = None
 
 
 class LocationConfigured(Configuration):
@@ -265,7 +336,7 @@ class LocationConfigured(Configuration):
     # Free EVSEs at an otherwise paid location, as "<charge_point_id>:<OCPP evse id>".
     open_access_evse_ids: list[Id] = Field(default_factory=list)
     owner_partner_id: Id | None = None
-    preauth_hold_amount: NonNegDec | None = None
+    preauth_hold_amount: Amount | None = None
 
 
 class DriverConfigured(Configuration):
@@ -273,20 +344,20 @@ class DriverConfigured(Configuration):
     id_tokens: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(min_length=1)
     billing_model: Literal["wallet", "pre_authorization", "post_paid"]
     payment_method_token: Id | None = None
-    auto_top_up_threshold: NonNegDec | None = None
-    auto_top_up_amount: Annotated[Dec, Field(gt=0)] | None = None
+    auto_top_up_threshold: Amount | None = None
+    auto_top_up_amount: Annotated[Amount, Field(gt=0)] | None = None
 
 
 class PlanPublished(Configuration):
     plan_id: Id
     payment: Literal["prepaid", "postpaid"]
-    fee_net: NonNegDec
-    fee_vat_rate_percent: NonNegDec
+    fee_net: Amount
+    fee_vat_rate_percent: Annotated[Dec, Field(ge=0, le=100)]
     cycle_months: Annotated[int, Field(ge=1, le=12)] = 1
     anchor: Literal["anniversary", "calendar"] = "anniversary"
     allowance_kwh: NonNegDec | None = None
     allowance_sessions: Annotated[int, Field(ge=0)] | None = None
-    allowance_amount: NonNegDec | None = None
+    allowance_amount: Amount | None = None
     overage_discount_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
     overage_tariff_id: Id | None = None
     site_location_ids: list[Id] = Field(default_factory=list)
@@ -301,7 +372,7 @@ class SubscriptionChanged(Configuration):
 class PartnerConfigured(Configuration):
     partner_id: Id
     billing_period: Literal["monthly", "quarterly", "semi_annual", "annual"]
-    pool_limit: NonNegDec
+    pool_limit: Amount
     discount_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
     own_sites_only: bool = False
     # invoice: the settlement invoice is left as a receivable; card: charged to the token.
@@ -313,7 +384,7 @@ class EnrolmentChanged(Configuration):
     partner_id: Id
     driver_id: Id
     action: Literal["enrol", "unenrol"]
-    driver_limit: NonNegDec | None = None
+    driver_limit: Amount | None = None
 
 
 # ---------------------------------------------------------------- time
@@ -362,7 +433,7 @@ class PaymentCommand(Envelope):
 
     action: Literal["authorize", "capture", "release", "charge", "refund"]
     idempotency_key: Id
-    amount: NonNegDec
+    amount: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     payment_method_token: Id | None = None
     # What the money is for: a session id, a top-up reference, an invoice number.

@@ -23,6 +23,7 @@ counts pages, without this package knowing about logs or metrics.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +39,7 @@ from projections import sql
 from projections.changes import RowChange
 from projections.database import PostgresReadModel, ReadModelDatabase, Transaction
 from projections.identities import Identity, identity_of, remember
+from projections.inbox import storable_change, unprojectable
 from projections.journal import books_money
 from projections.mapping import HANDLERS, changes_for
 from projections.values import ProjectionError, SqlValue
@@ -53,6 +55,7 @@ SQLITE_PARAMETERS_MAX = 999
 assert PROJECTION_PAGE_EVENTS_MAX <= SQLITE_PARAMETERS_MAX, "a page's identities in one query"
 assert PROJECTION_POLL_INTERVAL_MS > 0
 
+log = logging.getLogger(__name__)
 Event = Any  # an eventsourcing domain event of the ledger (attributes vary by class)
 NotifiedEvent = tuple[int, Event]  # (notification id, domain event)
 
@@ -104,13 +107,28 @@ def page_changes(db: ReadModelDatabase, events: Sequence[NotifiedEvent]) -> list
     """Step 2: every row change of the page, in event order (reads identities only)."""
     identities = _known_identities(db, events)
     changes: list[RowChange] = []
-    for _notification_id, event in events:
+    for notification_id, event in events:
         identity = identity_of(event)
         if identity is not None:
             identities[event.originator_id] = identity
-            changes.append(remember(event.originator_id, identity))
-        changes.extend(changes_for(event, identities))
+            changes.append(storable_change(remember(event.originator_id, identity)))
+        changes.extend(_event_changes(notification_id, event, identities))
     return changes
+
+
+def _event_changes(
+    notification_id: int, event: Event, identities: dict[UUID, Identity]
+) -> list[RowChange]:
+    """The event's row changes, all storable; or, for an event the read models cannot hold
+    (a value beyond a column, a bug in a read model), one dead-letter row saying so: the
+    read models never stop on what the store accepted, and the event is not lost from view
+    (the event log keeps it; `ledger report` lists it under dead letters)."""
+    try:
+        return [storable_change(change) for change in changes_for(event, identities)]
+    except Exception as exc:  # whatever it is, it is this one event's
+        log.exception("notification %s (%s) not projected", notification_id,
+                      type(event).__qualname__)
+        return [unprojectable(notification_id, event, exc)]
 
 
 def apply_page(
