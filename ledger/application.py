@@ -31,7 +31,12 @@ from ledger.batch import Batch, BatchResult, Inbound
 from ledger.domain.configuration import EffectiveDated
 from ledger.domain.driver_account import DriverAccount
 from ledger.domain.errors import HandlerFailed, InvalidInput, LedgerError, RuleViolation
-from ledger.domain.inbox import DeadLetter, ProcessedMessage, Refusal
+from ledger.domain.inbox import (
+    CONFLICT_REASON_PREFIX,
+    DeadLetter,
+    ProcessedMessage,
+    Refusal,
+)
 from ledger.domain.invoice import InvoiceSeries
 from ledger.domain.schedule import Schedule
 from ledger.domain.text import printable, storable
@@ -122,7 +127,16 @@ class Ledger(EventSourcedProjection[UUID]):
         batch = Batch(self._stored, self._absent_processed_ids(items))
         for item in items:
             refusal = refused.get(item.position)
-            outcome = self._apply_item(item, batch, refusal)
+            try:
+                outcome = self._apply_item(item, batch, refusal)
+            except (_Refused, PersistenceError):
+                raise  # PersistenceError: the store, not the message; the batch is retried
+            except Exception as exc:
+                # A bug or an unforeseen value: this one message is dead-lettered with the
+                # error, the batch restarts without its effects, and the partition moves on.
+                log.exception("applying %s:%s failed", item.source, item.position)
+                failed = HandlerFailed(f"handler failed: {type(exc).__name__}: {exc}")
+                raise _Refused(item.position, failed) from exc
             if outcome == "conflicts":
                 result.conflicts += 1
                 outcome = "dead_lettered"
@@ -159,6 +173,9 @@ class Ledger(EventSourcedProjection[UUID]):
         if message is None:
             self._dead_letter(item, item.error or "undecodable", batch)
             return "dead_lettered"
+        if isinstance(refusal, HandlerFailed):  # failed in an earlier round: not again
+            self._dead_letter(item, str(refusal), batch)
+            return "dead_lettered"
         processed_id = ProcessedMessage.create_id(message.tenant_id, message.event_id)
         processed = batch.get(ProcessedMessage, processed_id)
         digest = message.payload_digest()
@@ -166,8 +183,8 @@ class Ledger(EventSourcedProjection[UUID]):
             if processed.payload_digest in ("", digest):
                 return "duplicates"
             self._dead_letter(item, (
-                f"conflict: event id {message.event_id} was applied with payload sha256"
-                f" {processed.payload_digest}; this copy has sha256 {digest}"
+                f"{CONFLICT_REASON_PREFIX}event id {message.event_id} was applied with"
+                f" payload sha256 {processed.payload_digest}; this copy has sha256 {digest}"
             ), batch)
             return "conflicts"  # dead-lettered, and counted as a conflict
         handler = self._handlers.get(type(message))
@@ -179,15 +196,6 @@ class Ledger(EventSourcedProjection[UUID]):
                 handler(message, batch)
             except LedgerError as exc:
                 raise _Refused(item.position, exc) from exc
-            except PersistenceError:
-                raise  # the store, not the message: the batch fails and is retried whole
-            except Exception as exc:
-                # A bug or an unforeseen value: this one message is dead-lettered with the
-                # error, the batch restarts without its effects, and the partition moves on.
-                log.exception("handler failed on %s at %s:%s", message.type_name(),
-                              item.source, item.position)
-                failed = HandlerFailed(f"handler failed: {type(exc).__name__}: {exc}")
-                raise _Refused(item.position, failed) from exc
             outcome = "applied"
         elif isinstance(refusal, RuleViolation):
             batch.add(
@@ -218,8 +226,8 @@ class Ledger(EventSourcedProjection[UUID]):
         batch.add(
             DeadLetter(
                 source=item.source, position=str(item.position),
-                tenant_id=message.tenant_id if message else None,
-                event_id=message.event_id if message else None,
+                tenant_id=_bounded_text(message.tenant_id if message else None),
+                event_id=_bounded_text(message.event_id if message else None),
                 type_name=_bounded_text(type_name), key=_bounded_text(item.key),
                 reason=printable(reason, DEAD_LETTER_FIELD_CHARS_MAX),
                 payload=storable(item.raw), received_at=received_at,

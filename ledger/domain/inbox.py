@@ -29,6 +29,10 @@ class ProcessedMessage(Aggregate):
         self.payload_digest = payload_digest
 
 
+# The reason of a dead letter whose event id was applied before with another payload.
+CONFLICT_REASON_PREFIX = "conflict: "
+
+
 class DeadLetter(Aggregate):
     """An inbound message that cannot be applied, kept with its reason and provenance.
 

@@ -26,6 +26,7 @@ import pytest
 from psycopg import sql as psycopg_sql
 
 from consumers.cli import main
+from consumers.commands.ingest import DEAD_LETTERED_EXIT_CODE
 from consumers.event_file import write_event_file
 from consumers.store import open_ledger
 from ledger.domain.ids import command_id
@@ -171,9 +172,14 @@ def report_json(capsys: pytest.CaptureFixture[str], store: str) -> str:
     return out
 
 
-def ingest(capsys: pytest.CaptureFixture[str], events: Path, store: str) -> str:
+def ingest(capsys: pytest.CaptureFixture[str], events: Path, store: str,
+           exit_code: int | None = None) -> str:
+    """`ledger ingest`; exits 0, or DEAD_LETTERED_EXIT_CODE when a line was dead-lettered
+    (the day files carry malformed lines): `exit_code` pins which one is expected."""
     code, _out, err = ledger_cli(capsys, "ingest", "--events", str(events), "--store", store)
-    assert code == 0, err
+    expected = {0, DEAD_LETTERED_EXIT_CODE} if exit_code is None else {exit_code}
+    assert code in expected, err
+    assert (code == DEAD_LETTERED_EXIT_CODE) == (" dead-lettered 0," not in err), err
     return err
 
 
