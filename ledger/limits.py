@@ -19,10 +19,21 @@ PROJECTION_PAGE_EVENTS_MAX = 500
 # stall a projection: eventsourcing issue #305).
 PROJECTION_POLL_INTERVAL_MS = 1_000
 
+# `ledger project` after a lost database connection (a restart, a terminated backend): wait
+# this long before the first reconnect, doubling up to the cap, so a restart of a few
+# seconds is ridden through quickly and a longer outage is not hammered...
+PROJECTION_RECONNECT_DELAY_MS_MIN = 200
+PROJECTION_RECONNECT_DELAY_MS_MAX = 5_000
+# ...and give up (exit non-zero, for the supervisor) after this many failed attempts in a
+# row: about ten minutes at the cap, longer than any planned restart or failover.
+PROJECTION_RECONNECT_ATTEMPTS_MAX = 120
+
 # Outbox relay: commands published per flush of the idempotent producer.
 RELAY_BATCH_COMMANDS_MAX = 500
 
 assert POLL_RECORDS_MAX <= BATCH_MESSAGES_MAX, "one poll must fit one transaction"
+assert 0 < PROJECTION_RECONNECT_DELAY_MS_MIN <= PROJECTION_RECONNECT_DELAY_MS_MAX
+assert PROJECTION_RECONNECT_ATTEMPTS_MAX >= 1
 assert BATCH_CONFLICT_RETRIES_MAX >= 1
 
 # A session whose Ended arrived but a seqNo in between did not is settled with what arrived

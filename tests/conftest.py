@@ -123,9 +123,29 @@ def fresh_database(database_url: str) -> Iterator[str]:
     try:
         yield _with_database(database_url, database_name)
     finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            # FORCE: a connection the test leaked must not keep the database alive.
+        drop_database(database_url, database_name)
+
+
+def drop_database(database_url: str, database_name: str) -> None:
+    """DROP ... WITH (FORCE): a connection the test leaked must not keep the database alive.
+
+    FORCE terminates every other connection to it, which PostgreSQL allows only for roles
+    the caller may signal: scripts/services grants the test role pg_signal_backend, so a
+    leaked connection of another role (one a test logged in as) ends too. Where that grant
+    is missing, the error names who is still connected instead of a bare privilege error.
+    """
+    identifier = sql.Identifier(database_name)
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        try:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            holders = admin.execute(
+                "SELECT usename, application_name, state FROM pg_stat_activity"
+                " WHERE datname = %s", (database_name,)).fetchall()
+            raise RuntimeError(
+                f"cannot drop {database_name}: connections of roles the test role may not"
+                f" terminate: {holders}; grant it pg_signal_backend (scripts/services up"
+                " does)") from exc
 
 
 @pytest.fixture

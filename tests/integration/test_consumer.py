@@ -119,6 +119,21 @@ def consume_until_caught_up(settings: Settings, ledger: Ledger) -> list[PollOutc
     return outcomes
 
 
+def know_every_partition(consumer: Any, settings: Settings, partitions: int = 3) -> None:
+    """Wait until this client's metadata holds every partition of every inbound topic.
+
+    A group leader whose metadata lacks a topic (just created, its leaders not elected yet on
+    a busy broker) assigns none of its partitions ("No partition metadata for topic") and
+    looks again only at the next metadata refresh (metadata.max.age.ms, minutes): members
+    then wait without partitions. So members start with the metadata in hand.
+    """
+    wait_until(
+        lambda: all(len(consumer.partitions_for_topic(topic) or ()) == partitions
+                    for topic in settings.inbound_topics()),
+        CONSUME_DEADLINE_S, "partition metadata of every inbound topic",
+    )
+
+
 def totals(outcomes: list[PollOutcome]) -> dict[str, int]:
     found = {"applied": 0, "duplicates": 0, "dead_lettered": 0, "refused": 0, "skipped": 0}
     for outcome in outcomes:
@@ -296,6 +311,8 @@ def test_two_consumers_in_one_group_share_the_partitions_and_apply_everything_on
     # run by two processes at the same instant fails with "tuple concurrently updated".
     ledgers = [open_ledger(settings.store_url) for _ in range(2)]
     consumers = [kafka_clients.consumer(settings) for _ in range(2)]
+    for consumer in consumers:
+        know_every_partition(consumer, settings)
     metrics = [Metrics() for _ in range(2)]
 
     def member(n: int) -> None:
