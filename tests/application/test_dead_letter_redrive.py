@@ -74,5 +74,6 @@ def test_a_kafka_dead_letter_is_decoded_from_its_bytes(tmp_path: Path,
 def test_redriving_an_unknown_dead_letter_is_an_error(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     store = f"sqlite:///{tmp_path / 'ledger.db'}"
+    open_ledger(store).close()  # a store without that dead letter (a missing store: no store)
     assert main(["dead-letters", "redrive", "--id", "nope@1", "--store", store]) == 2
     assert "no dead letter nope@1" in capsys.readouterr().err
