@@ -43,6 +43,7 @@ from tests.builders import (
     tenant,
     top_up,
 )
+from tests.conftest import drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -76,9 +77,7 @@ def another_database(database_url: str) -> Iterator[str]:
     try:
         yield _with_database(database_url, name)
     finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(psycopg_sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg_sql.Identifier(name)))
+        drop_database(database_url, name)
 
 
 def store_for(kind: str, name: str, tmp_path: Path, request: pytest.FixtureRequest,
@@ -299,6 +298,12 @@ def test_a_missing_file_or_a_bad_store_url_is_an_error_that_changes_nothing(
 
     assert missing_code != 0 and "does not exist" in missing_err
     assert bad_url_code != 0 and "unsupported store URL" in bad_url_err
+    if store_url.startswith("sqlite:///"):
+        # Nothing written, not even an empty store: the report says there is none.
+        assert not Path(store_url[len("sqlite:///"):]).exists()
+        code, _out, err = ledger_cli(capsys, "report", "--json", "--store", store_url)
+        assert code != 0 and "no store at" in err
+        return
     assert '"sessions": []' in report_json(capsys, store_url)
     assert '"entries": 0' in report_json(capsys, store_url)
 
