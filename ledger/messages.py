@@ -301,7 +301,7 @@ class DebtPaymentReceived(Envelope):
     TOPIC: ClassVar[str] = "wallets"
 
     driver_id: Id
-    amount: Annotated[Dec, Field(gt=0)]
+    amount: Annotated[Amount, Field(gt=0)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     method: Literal["card", "cash", "bank_transfer"]
     reference: Id  # the payment's own reference: one payment settles debt once
@@ -329,7 +329,7 @@ class TenantConfigured(Configuration):
     # Cost to the CSMS (SessionCostUpdated): the running cost once it moved by this much, or
     # this long after the last update (never more often), and the final cost. 0: off (the
     # default, for a CSMS that does not read cost updates yet).
-    cost_update_step: NonNegDec = Decimal(0)
+    cost_update_step: Amount = Decimal(0)
     cost_update_interval_s: Annotated[int, Field(ge=0, le=86_400)] = 300
 
 
