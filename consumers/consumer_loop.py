@@ -261,7 +261,8 @@ class ConsumerLoop:
             source=source_name(partition.topic, partition.partition),
             first_offset=records[0].offset, last_offset=records[-1].offset,
             records=len(records), applied=result.applied, duplicates=result.duplicates,
-            dead_lettered=result.dead_lettered, refused=result.refused,
+            dead_lettered=result.dead_lettered, handler_failures=result.handler_failures,
+            conflicts=result.conflicts, refused=result.refused,
             skipped=result.skipped_before_position, commands_issued=result.commands_issued,
             new_events=result.new_events, seconds=round(seconds, 4),
         )
@@ -272,6 +273,8 @@ class ConsumerLoop:
         m.applied.labels(topic).inc(result.applied)
         m.dead_lettered.labels(topic).inc(result.dead_lettered)
         m.duplicates.labels(topic).inc(result.duplicates)
+        m.handler_failed.labels(topic).inc(result.handler_failures)
+        m.conflicting.labels(topic).inc(result.conflicts)
         m.refused.labels(topic).inc(result.refused)
         m.skipped.labels(topic).inc(result.skipped_before_position)
         m.batch_seconds.observe(seconds)

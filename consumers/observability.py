@@ -11,6 +11,8 @@ Metrics (each process has its own registry, served on `--metrics-port` when it i
 | `evledger_messages_applied_total` | counter | topic |
 | `evledger_messages_dead_lettered_total` | counter | topic |
 | `evledger_messages_duplicate_total` | counter | topic |
+| `evledger_messages_handler_failed_total` (dead-lettered: a bug, see the log) | counter | topic |
+| `evledger_messages_conflicting_total` (dead-lettered: id had another payload) | counter | topic |
 | `evledger_messages_refused_total` | counter | topic |
 | `evledger_messages_skipped_total` (at or before the stored position) | counter | topic |
 | `evledger_consumer_lag_messages` (high watermark - next position) | gauge | topic, partition |
@@ -95,6 +97,16 @@ class Metrics:
             "evledger_messages_duplicate",
             "Inbound messages whose event id was applied before (ignored).", ["topic"],
             registry=r,
+        )
+        self.handler_failed = Counter(
+            "evledger_messages_handler_failed",
+            "Inbound messages dead-lettered because a handler raised something unexpected.",
+            ["topic"], registry=r,
+        )
+        self.conflicting = Counter(
+            "evledger_messages_conflicting",
+            "Inbound messages dead-lettered because their event id was applied before with"
+            " a different payload.", ["topic"], registry=r,
         )
         self.refused = Counter(
             "evledger_messages_refused", "Inbound requests the billing rules refused.",

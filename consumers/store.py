@@ -29,13 +29,20 @@ def store_url_from(arg: str | None) -> str:
     return arg or os.environ.get(STORE_ENV_VAR) or DEFAULT_STORE_URL
 
 
-def ledger_env(store_url: str) -> dict[str, str]:
-    """eventsourcing settings for `store_url` (raises CliError for a URL we cannot use)."""
+def ledger_env(store_url: str, *, create: bool = True) -> dict[str, str]:
+    """eventsourcing settings for `store_url` (raises CliError for a URL we cannot use).
+
+    `create=False` (read-only commands): an SQLite store that does not exist is an error,
+    never a new directory and an empty store that would read as an empty ledger.
+    """
     parts = urlsplit(store_url)
     if parts.scheme == "sqlite":
         path = store_url[len("sqlite:///"):] if store_url.startswith("sqlite:///") else ""
         if not path:
             raise CliError(f"bad store URL {store_url!r}: expected sqlite:///PATH")
+        if path != ":memory:" and not create and not Path(path).expanduser().is_file():
+            raise CliError(f"no store at {store_url}: this command reads an existing store"
+                           " and creates none (check --store or $LEDGER_STORE)")
         if path != ":memory:":
             Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         return {
@@ -85,10 +92,10 @@ STORE_OPEN_RETRY_DELAY_S = 0.5
 SQLITE_PARAMETERS_MAX = 999
 
 
-def open_ledger(store_url: str) -> Ledger:
+def open_ledger(store_url: str, *, create: bool = True) -> Ledger:
     for attempt in range(1, STORE_OPEN_ATTEMPTS_MAX + 1):
         try:
-            ledger = Ledger(env=ledger_env(store_url))
+            ledger = Ledger(env=ledger_env(store_url, create=create))
             ledger.use_existing_ids(existing_ids_probe(ledger))
             return ledger
         except PersistenceError as exc:
@@ -142,10 +149,14 @@ def existing_ids_probe(ledger: Ledger) -> Callable[[Sequence[UUID]], set[UUID]]:
     return lambda ids: {i for i in ids if i in ledger.repository}
 
 
-def open_store(store_url: str) -> Ledger:
-    """The ledger on `store_url`; a store that cannot be opened is a CliError."""
+def open_store(store_url: str, *, create: bool = True) -> Ledger:
+    """The ledger on `store_url`; a store that cannot be opened is a CliError.
+
+    `create=False` for commands that only read (or redrive) what a store holds: a missing
+    SQLite store is a CliError (see `ledger_env`).
+    """
     try:
-        return open_ledger(store_url)
+        return open_ledger(store_url, create=create)
     except PersistenceError as exc:
         raise CliError(f"cannot open store {redacted_url(store_url)}: {exc}") from exc
 

@@ -16,6 +16,7 @@ protocol, per batch:
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -23,20 +24,28 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, PersistenceError, Tracking
 from eventsourcing.projection import EventSourcedProjection
 
 from ledger.batch import Batch, BatchResult, Inbound
 from ledger.domain.configuration import EffectiveDated
 from ledger.domain.driver_account import DriverAccount
-from ledger.domain.errors import InvalidInput, LedgerError, RuleViolation
-from ledger.domain.inbox import DeadLetter, ProcessedMessage, Refusal
+from ledger.domain.errors import HandlerFailed, InvalidInput, LedgerError, RuleViolation
+from ledger.domain.inbox import (
+    CONFLICT_REASON_PREFIX,
+    DeadLetter,
+    ProcessedMessage,
+    Refusal,
+)
 from ledger.domain.invoice import InvoiceSeries
 from ledger.domain.schedule import Schedule
+from ledger.domain.text import printable, storable
 from ledger.domain.wallet import Wallet
 from ledger.handlers import HANDLERS
-from ledger.limits import BATCH_CONFLICT_RETRIES_MAX
+from ledger.limits import BATCH_CONFLICT_RETRIES_MAX, DEAD_LETTER_FIELD_CHARS_MAX
 from ledger.messages import Envelope
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Batch], None]
 ExistingIds = Callable[[Sequence[UUID]], set[UUID]]
@@ -117,7 +126,22 @@ class Ledger(EventSourcedProjection[UUID]):
         result = BatchResult()
         batch = Batch(self._stored, self._absent_processed_ids(items))
         for item in items:
-            outcome = self._apply_item(item, batch, refused.get(item.position))
+            refusal = refused.get(item.position)
+            try:
+                outcome = self._apply_item(item, batch, refusal)
+            except (_Refused, PersistenceError):
+                raise  # PersistenceError: the store, not the message; the batch is retried
+            except Exception as exc:
+                # A bug or an unforeseen value: this one message is dead-lettered with the
+                # error, the batch restarts without its effects, and the partition moves on.
+                log.exception("applying %s:%s failed", item.source, item.position)
+                failed = HandlerFailed(f"handler failed: {type(exc).__name__}: {exc}")
+                raise _Refused(item.position, failed) from exc
+            if outcome == "conflicts":
+                result.conflicts += 1
+                outcome = "dead_lettered"
+            if isinstance(refusal, HandlerFailed):
+                result.handler_failures += 1
             setattr(result, outcome, getattr(result, outcome) + 1)
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(
             Tracking(items[-1].source, items[-1].position)
@@ -149,9 +173,20 @@ class Ledger(EventSourcedProjection[UUID]):
         if message is None:
             self._dead_letter(item, item.error or "undecodable", batch)
             return "dead_lettered"
+        if isinstance(refusal, HandlerFailed):  # failed in an earlier round: not again
+            self._dead_letter(item, str(refusal), batch)
+            return "dead_lettered"
         processed_id = ProcessedMessage.create_id(message.tenant_id, message.event_id)
-        if batch.get(ProcessedMessage, processed_id) is not None:
-            return "duplicates"
+        processed = batch.get(ProcessedMessage, processed_id)
+        digest = message.payload_digest()
+        if processed is not None:
+            if processed.payload_digest in ("", digest):
+                return "duplicates"
+            self._dead_letter(item, (
+                f"{CONFLICT_REASON_PREFIX}event id {message.event_id} was applied with"
+                f" payload sha256 {processed.payload_digest}; this copy has sha256 {digest}"
+            ), batch)
+            return "conflicts"  # dead-lettered, and counted as a conflict
         handler = self._handlers.get(type(message))
         if handler is None:
             refusal = InvalidInput(f"no handler for {message.type_name()}")
@@ -176,7 +211,7 @@ class Ledger(EventSourcedProjection[UUID]):
             # Not marked processed: once its cause is fixed (say, configuration that arrived
             # late), `ledger dead-letters redrive` can still apply it, exactly once.
             return "dead_lettered"
-        batch.add(ProcessedMessage(message.tenant_id, message.event_id, item.source))
+        batch.add(ProcessedMessage(message.tenant_id, message.event_id, item.source, digest))
         return outcome
 
     def _dead_letter(self, item: Inbound, reason: str, batch: Batch) -> None:
@@ -185,15 +220,23 @@ class Ledger(EventSourcedProjection[UUID]):
         if batch.get(DeadLetter, dead_letter_id) is not None:
             return
         received_at: datetime | None = message.occurred_at if message is not None else None
+        type_name = item.type_name or (message.type_name() if message else None)
+        # What came from outside without a model around it is kept storable and bounded:
+        # a NUL in a Kafka key must not stop the read models.
         batch.add(
             DeadLetter(
                 source=item.source, position=str(item.position),
-                tenant_id=message.tenant_id if message else None,
-                event_id=message.event_id if message else None,
-                type_name=item.type_name or (message.type_name() if message else None),
-                key=item.key, reason=reason, payload=item.raw, received_at=received_at,
+                tenant_id=_bounded_text(message.tenant_id if message else None),
+                event_id=_bounded_text(message.event_id if message else None),
+                type_name=_bounded_text(type_name), key=_bounded_text(item.key),
+                reason=printable(reason, DEAD_LETTER_FIELD_CHARS_MAX),
+                payload=storable(item.raw), received_at=received_at,
             )
         )
+
+
+def _bounded_text(text: str | None) -> str | None:
+    return None if text is None else printable(text, DEAD_LETTER_FIELD_CHARS_MAX)
 
 
 class _Refused(Exception):

@@ -46,6 +46,10 @@ class BatchResult:
     skipped_before_position: int = 0
     commands_issued: int = 0
     new_events: int = 0
+    # Of dead_lettered: a handler raised something unexpected (a bug: see the log), or the
+    # event id was applied before with a different payload (a conflict).
+    handler_failures: int = 0
+    conflicts: int = 0
 
 
 class Batch:

@@ -19,10 +19,21 @@ PROJECTION_PAGE_EVENTS_MAX = 500
 # stall a projection: eventsourcing issue #305).
 PROJECTION_POLL_INTERVAL_MS = 1_000
 
+# `ledger project` after a lost database connection (a restart, a terminated backend): wait
+# this long before the first reconnect, doubling up to the cap, so a restart of a few
+# seconds is ridden through quickly and a longer outage is not hammered...
+PROJECTION_RECONNECT_DELAY_MS_MIN = 200
+PROJECTION_RECONNECT_DELAY_MS_MAX = 5_000
+# ...and give up (exit non-zero, for the supervisor) after this many failed attempts in a
+# row: about ten minutes at the cap, longer than any planned restart or failover.
+PROJECTION_RECONNECT_ATTEMPTS_MAX = 120
+
 # Outbox relay: commands published per flush of the idempotent producer.
 RELAY_BATCH_COMMANDS_MAX = 500
 
 assert POLL_RECORDS_MAX <= BATCH_MESSAGES_MAX, "one poll must fit one transaction"
+assert 0 < PROJECTION_RECONNECT_DELAY_MS_MIN <= PROJECTION_RECONNECT_DELAY_MS_MAX
+assert PROJECTION_RECONNECT_ATTEMPTS_MAX >= 1
 assert BATCH_CONFLICT_RETRIES_MAX >= 1
 
 # A session whose Ended arrived but a seqNo in between did not is settled with what arrived
@@ -92,3 +103,39 @@ TICK_INTERVAL_S_MIN = 1.0
 # settling later still falls back to the driver's own model (docs/billing-decisions.md).
 PARTNER_SETTLEMENT_GRACE_HOURS = 48
 assert PARTNER_SETTLEMENT_GRACE_HOURS * 60 > SESSION_SETTLE_GRACE_MINUTES
+
+# ---------------------------------------------------------------- values at the edge (messages)
+# What any one inbound value may be, so nothing enters the store that a later stage (the
+# Decimal context, a read model's BIGINT column, PostgreSQL text) cannot hold.
+# Every decimal on the wire: at most this many digits before the point (a lifetime energy
+# register in Wh stays below 10^15) and after it (no price or meter reading needs more)...
+DECIMAL_INTEGER_DIGITS_MAX = 15
+DECIMAL_PLACES_MAX = 6
+# ...so every wire decimal fits the Decimal context's 28 digits with room for quantize and
+# one multiplication by a rate (Python's default context: InvalidOperation beyond it).
+DECIMAL_CONTEXT_DIGITS = 28
+# Any amount of money in a message, in major units, in every currency: far above any charge,
+# hold, top-up or voucher an EV operator sees (EUR 10^9 = a billion). At the largest minor
+# unit exponent we bill in (3: BHD, KWD) it is 10^12 minor units, so even a million such
+# amounts summed in one read-model BIGINT (max 9.2 * 10^18) cannot overflow.
+AMOUNT_MAJOR_MAX = 10**9
+AMOUNT_MINOR_UNITS_MAX = 10**12
+BIGINT_MAX = 2**63 - 1
+AMOUNTS_SUMMED_MAX = 10**6
+# Any integer on the wire is an Avro long (64-bit signed, as a BIGINT column); a JSON event
+# line, which has no such bound of its own, must not carry more.
+WIRE_INT_MAX = 2**63 - 1
+# Free text in a message (reasons, OCPP trigger and stop reasons, measurands) and the one
+# large text, an OCPI tariff as JSON (a full tariff with many elements is tens of kB).
+TEXT_CHARS_MAX = 1_000
+TARIFF_JSON_CHARS_MAX = 200_000
+
+assert DECIMAL_INTEGER_DIGITS_MAX + DECIMAL_PLACES_MAX + 3 <= DECIMAL_CONTEXT_DIGITS
+assert AMOUNT_MINOR_UNITS_MAX * AMOUNTS_SUMMED_MAX <= BIGINT_MAX
+assert AMOUNT_MAJOR_MAX < 10**DECIMAL_INTEGER_DIGITS_MAX
+
+# ---------------------------------------------------------------- what reaches a dead letter
+# A dead letter keeps what came in as the transport gave it (its payload whole: the broker's
+# record size bounds it, and redrive needs it); its key, type header and reason are kept up
+# to this many characters (a key or a reason longer than this is garbage, kept recognisable).
+DEAD_LETTER_FIELD_CHARS_MAX = 1_000

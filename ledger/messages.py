@@ -11,13 +11,36 @@ The OCPP part of a session event keeps OCPP 2.0.1's own camelCase names.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
 
 from ledger.domain.errors import InvalidMessage
+from ledger.domain.money import CURRENCY_EXPONENTS
+from ledger.domain.text import CONTROL_CHARACTERS, control_character_in
+from ledger.limits import (
+    AMOUNT_MAJOR_MAX,
+    AMOUNT_MINOR_UNITS_MAX,
+    DECIMAL_INTEGER_DIGITS_MAX,
+    DECIMAL_PLACES_MAX,
+    TARIFF_JSON_CHARS_MAX,
+    TEXT_CHARS_MAX,
+    WIRE_INT_MAX,
+)
+
+assert AMOUNT_MAJOR_MAX * 10 ** max(CURRENCY_EXPONENTS.values()) <= AMOUNT_MINOR_UNITS_MAX, (
+    "the largest amount in major units must stay within the minor-unit bound in every currency"
+)
 
 
 def _aware(value: datetime) -> datetime:
@@ -26,9 +49,22 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-def _finite(value: Decimal) -> Decimal:
+# Rounding to DECIMAL_PLACES_MAX changes a decimal that has more places than that.
+_PLACES_QUANTUM = Decimal(1).scaleb(-DECIMAL_PLACES_MAX)
+
+
+def _bounded(value: Decimal) -> Decimal:
+    """Finite, at most DECIMAL_INTEGER_DIGITS_MAX digits before the point and
+    DECIMAL_PLACES_MAX after it (trailing zeros aside): what every later stage can compute."""
     if not value.is_finite():
         raise ValueError("decimal must be finite")
+    if value and value.adjusted() >= DECIMAL_INTEGER_DIGITS_MAX:
+        raise ValueError(f"decimal has more than {DECIMAL_INTEGER_DIGITS_MAX} integer digits")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    # Quantize cannot fail here: at most 15 + 6 digits, within the context's 28.
+    if exponent < -DECIMAL_PLACES_MAX and value != value.quantize(_PLACES_QUANTUM):
+        raise ValueError(f"decimal has more than {DECIMAL_PLACES_MAX} decimal places")
     return value
 
 
@@ -47,12 +83,55 @@ Instant = Annotated[
 Dec = Annotated[
     Decimal,
     BeforeValidator(_decimal_from_wire),
-    AfterValidator(_finite),
+    AfterValidator(_bounded),
     # Fixed-point text, never exponent form ("1000", not "1E+3").
     PlainSerializer(lambda v: format(v, "f"), return_type=str),
 ]
 NonNegDec = Annotated[Dec, Field(ge=0)]
+# Money in major units: bounded for every currency (see AMOUNT_MAJOR_MAX).
+Amount = Annotated[NonNegDec, Field(le=AMOUNT_MAJOR_MAX)]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+# Text fields that may be longer than TEXT_CHARS_MAX and span lines.
+LONG_TEXT_CHARS_MAX: dict[str, int] = {"ocpi_tariff_json": TARIFF_JSON_CHARS_MAX}
+
+
+def holdable_problem(value: object, field_name: str = "") -> str | None:
+    """Which field of a decoded payload holds a value no later stage can hold, and why, or
+    None: text with a control character or beyond its size, an integer beyond 64 bits.
+    Every field of every message, ids included, nested records and lists too. One walk of
+    the payload before the model, a C-level check per value (a pydantic validator per field
+    tripled the cost of parsing)."""
+    if isinstance(value, str):
+        long_max = LONG_TEXT_CHARS_MAX.get(field_name)
+        if long_max is None:
+            if len(value) > TEXT_CHARS_MAX:
+                return f"{field_name}: text longer than {TEXT_CHARS_MAX} characters"
+            if CONTROL_CHARACTERS.search(value) is None:
+                return None
+        elif len(value) > long_max:
+            return f"{field_name}: text longer than {long_max} characters"
+        found = control_character_in(value, multiline=long_max is not None)
+        if found is None:
+            return None
+        return f"{field_name}: text contains the control character {found}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (str, dict, list, int)):
+                problem = holdable_problem(item, key)
+                if problem is not None:
+                    return problem
+        return None
+    if isinstance(value, list):
+        for item in value:
+            problem = holdable_problem(item, field_name)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, int) and not -WIRE_INT_MAX - 1 <= value <= WIRE_INT_MAX:
+        return f"{field_name}: integer beyond 64 bits (at most {WIRE_INT_MAX})"
+    return None
 
 
 class WireModel(BaseModel):
@@ -73,6 +152,11 @@ class Envelope(WireModel):
     @classmethod
     def type_name(cls) -> str:
         return cls.__name__
+
+    def payload_digest(self) -> str:
+        """sha256 of the payload's JSON (fields in schema order, so the same payload always
+        gives the same digest): what tells a re-published copy from a conflicting one."""
+        return hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------- CSMS: session events
@@ -158,7 +242,7 @@ class PaymentResult(Envelope):
 
     request_id: Id
     outcome: PaymentOutcome
-    amount: NonNegDec
+    amount: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     psp_reference: Id | None = None
     reason: str | None = None
@@ -172,7 +256,7 @@ class TerminalAuthorized(Envelope):
     terminal_reference: Id
     terminal_id: Id
     location_id: Id
-    amount: NonNegDec
+    amount: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     psp_reference: Id
 
@@ -184,14 +268,14 @@ class VoucherBatchIssued(Envelope):
     batch_id: Id
     kind: Literal["balance", "session_credit"]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    amount_per_code: NonNegDec
+    amount_per_code: Amount
     codes: list[Id] = Field(min_length=1, max_length=10_000)
     expires_at: Instant
     site_location_ids: list[Id] = Field(default_factory=list)
     # A partner who bought the batch is invoiced for it at this price per code.
     bought_by_partner_id: Id | None = None
-    price_per_code_net: NonNegDec | None = None
-    vat_rate_percent: NonNegDec | None = None
+    price_per_code_net: Amount | None = None
+    vat_rate_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
 
 
 class VoucherRedemptionRequested(Envelope):
@@ -205,7 +289,7 @@ class WalletTopUpRequested(Envelope):
     TOPIC: ClassVar[str] = "wallets"
 
     driver_id: Id
-    amount: Annotated[Dec, Field(gt=0)]
+    amount: Annotated[Amount, Field(gt=0)]
     method: Literal["card", "bank_transfer"]
     reference: Id
 
@@ -217,7 +301,7 @@ class DebtPaymentReceived(Envelope):
     TOPIC: ClassVar[str] = "wallets"
 
     driver_id: Id
-    amount: Annotated[Dec, Field(gt=0)]
+    amount: Annotated[Amount, Field(gt=0)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     method: Literal["card", "cash", "bank_transfer"]
     reference: Id  # the payment's own reference: one payment settles debt once
@@ -234,7 +318,7 @@ class Configuration(Envelope):
 
 class TenantConfigured(Configuration):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    preauth_hold_amount: NonNegDec
+    preauth_hold_amount: Amount
     preauth_stop_threshold_percent: Annotated[Dec, Field(gt=0, le=100)] = Decimal(95)
     retry_schedule_hours: list[Annotated[int, Field(gt=0)]] = Field(
         default_factory=lambda: [1, 6, 24, 72, 168], max_length=20
@@ -245,7 +329,7 @@ class TenantConfigured(Configuration):
     # Cost to the CSMS (SessionCostUpdated): the running cost once it moved by this much, or
     # this long after the last update (never more often), and the final cost. 0: off (the
     # default, for a CSMS that does not read cost updates yet).
-    cost_update_step: NonNegDec = Decimal(0)
+    cost_update_step: Amount = Decimal(0)
     cost_update_interval_s: Annotated[int, Field(ge=0, le=86_400)] = 300
 
 
@@ -254,7 +338,7 @@ class TariffPublished(Configuration):
     # The OCPI 2.2.1 Tariff object as JSON text (validated by the pricer on arrival).
     ocpi_tariff_json: Annotated[str, Field(min_length=2, max_length=200_000)]
     # Pre-authorization hold for sessions under this tariff (overrides the tenant's).
-    preauth_hold_amount: NonNegDec | None = None
+    preauth_hold_amount: Amount | None = None
 
 
 class LocationConfigured(Configuration):
@@ -265,7 +349,7 @@ class LocationConfigured(Configuration):
     # Free EVSEs at an otherwise paid location, as "<charge_point_id>:<OCPP evse id>".
     open_access_evse_ids: list[Id] = Field(default_factory=list)
     owner_partner_id: Id | None = None
-    preauth_hold_amount: NonNegDec | None = None
+    preauth_hold_amount: Amount | None = None
 
 
 class DriverConfigured(Configuration):
@@ -273,20 +357,20 @@ class DriverConfigured(Configuration):
     id_tokens: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(min_length=1)
     billing_model: Literal["wallet", "pre_authorization", "post_paid"]
     payment_method_token: Id | None = None
-    auto_top_up_threshold: NonNegDec | None = None
-    auto_top_up_amount: Annotated[Dec, Field(gt=0)] | None = None
+    auto_top_up_threshold: Amount | None = None
+    auto_top_up_amount: Annotated[Amount, Field(gt=0)] | None = None
 
 
 class PlanPublished(Configuration):
     plan_id: Id
     payment: Literal["prepaid", "postpaid"]
-    fee_net: NonNegDec
-    fee_vat_rate_percent: NonNegDec
+    fee_net: Amount
+    fee_vat_rate_percent: Annotated[Dec, Field(ge=0, le=100)]
     cycle_months: Annotated[int, Field(ge=1, le=12)] = 1
     anchor: Literal["anniversary", "calendar"] = "anniversary"
     allowance_kwh: NonNegDec | None = None
     allowance_sessions: Annotated[int, Field(ge=0)] | None = None
-    allowance_amount: NonNegDec | None = None
+    allowance_amount: Amount | None = None
     overage_discount_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
     overage_tariff_id: Id | None = None
     site_location_ids: list[Id] = Field(default_factory=list)
@@ -301,7 +385,7 @@ class SubscriptionChanged(Configuration):
 class PartnerConfigured(Configuration):
     partner_id: Id
     billing_period: Literal["monthly", "quarterly", "semi_annual", "annual"]
-    pool_limit: NonNegDec
+    pool_limit: Amount
     discount_percent: Annotated[Dec, Field(ge=0, le=100)] | None = None
     own_sites_only: bool = False
     # invoice: the settlement invoice is left as a receivable; card: charged to the token.
@@ -313,7 +397,7 @@ class EnrolmentChanged(Configuration):
     partner_id: Id
     driver_id: Id
     action: Literal["enrol", "unenrol"]
-    driver_limit: NonNegDec | None = None
+    driver_limit: Amount | None = None
 
 
 # ---------------------------------------------------------------- time
@@ -362,7 +446,7 @@ class PaymentCommand(Envelope):
 
     action: Literal["authorize", "capture", "release", "charge", "refund"]
     idempotency_key: Id
-    amount: NonNegDec
+    amount: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     payment_method_token: Id | None = None
     # What the money is for: a session id, a top-up reference, an invoice number.
@@ -411,6 +495,9 @@ def parse_message(type_name: str, payload: dict[str, object]) -> Envelope:
     model = MESSAGE_TYPES.get(type_name)
     if model is None:
         raise InvalidMessage(f"unknown message type {type_name!r}")
+    problem = holdable_problem(payload)
+    if problem is not None:
+        raise InvalidMessage(f"invalid {type_name}: {problem}")
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

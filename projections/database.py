@@ -52,12 +52,17 @@ class Transaction(Protocol):
 class ReadModelDatabase(Protocol):
     dialect: str
     integrity_errors: tuple[type[Exception], ...]
+    # Errors that mean the connection is gone (a server restart), not a bad statement.
+    connection_errors: tuple[type[Exception], ...]
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     def query(self, text: str, params: Params | Sequence[SqlValue] = ()) -> list[Row]: ...
 
     def close(self) -> None: ...
+
+    def reconnect(self) -> None:
+        """Drop the connection (it may be dead) and open a new one."""
 
 
 def text_of(statement: Statement | str) -> str:
@@ -89,6 +94,7 @@ class SqliteReadModel:
 
     dialect = "sqlite"
     integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+    connection_errors: tuple[type[Exception], ...] = ()
 
     def __init__(self, database: str) -> None:
         # Autocommit mode (isolation_level=None) so that BEGIN/COMMIT below are the only
@@ -123,6 +129,9 @@ class SqliteReadModel:
 
     def close(self) -> None:
         self._connection.close()
+
+    def reconnect(self) -> None:
+        pass  # a file: no connection to lose
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
@@ -164,6 +173,10 @@ class PostgresReadModel:
 
     dialect = "postgresql"
     integrity_errors: tuple[type[Exception], ...] = (psycopg.errors.IntegrityError,)
+    # OperationalError covers AdminShutdown (a restart, pg_terminate_backend) and a refused
+    # connection; InterfaceError a connection psycopg already knows is closed.
+    connection_errors: tuple[type[Exception], ...] = (
+        psycopg.OperationalError, psycopg.InterfaceError)
 
     def __init__(self, conninfo: Mapping[str, str | int]) -> None:
         self.conninfo = dict(conninfo)
@@ -188,6 +201,12 @@ class PostgresReadModel:
 
     def close(self) -> None:
         self._connection.close()
+
+    def reconnect(self) -> None:
+        self._connection.close()  # never raises, even on a dead connection
+        self._connection = psycopg.connect(
+            **self.conninfo, autocommit=True  # type: ignore[arg-type]
+        )
 
 
 # ---------------------------------------------------------------------------- choosing one

@@ -7,10 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger.domain.inbox import DeadLetter, Refusal
+from ledger.domain.text import printable, storable
+from ledger.limits import BIGINT_MAX, DEAD_LETTER_FIELD_CHARS_MAX
 from projections.changes import RowChange, event_class
 from projections.identities import Identities
 from projections.sql import DEAD_LETTER_RECORDED, REFUSAL_RECORDED
-from projections.values import instant_text, optional_text
+from projections.values import ProjectionError, SqlValue, instant_text, optional_text
+
+# Dead-letter rows for events of the log the read models could not hold carry this source.
+UNPROJECTABLE_SOURCE = "projection:read_models"
 
 
 def dead_letter_recorded(event: Any, identities: Identities) -> list[RowChange]:
@@ -46,6 +51,40 @@ def refusal_recorded(event: Any, identities: Identities) -> list[RowChange]:
             },
         )
     ]
+
+
+def unprojectable(notification_id: int, event: Any, error: Exception) -> RowChange:
+    """The dead-letter row of an event no read model could hold, with why."""
+    tenant_id = getattr(event, "tenant_id", None)
+    return RowChange(
+        DEAD_LETTER_RECORDED,
+        {
+            "source": UNPROJECTABLE_SOURCE,
+            "source_position": str(notification_id),
+            "tenant_id": None if tenant_id is None else printable(
+                str(tenant_id), DEAD_LETTER_FIELD_CHARS_MAX),
+            "event_id": None,
+            "type_name": type(event).__qualname__,
+            "message_key": None,
+            "reason": printable(f"not projected: {type(error).__name__}: {error}",
+                                DEAD_LETTER_FIELD_CHARS_MAX),
+            "payload": "",
+            "received_at": None,
+        },
+    )
+
+
+def storable_change(change: RowChange) -> RowChange:
+    """`change` with every text storable (NUL and lone surrogates escaped); an integer
+    beyond a BIGINT column raises ProjectionError (the event cannot be projected)."""
+    values: dict[str, SqlValue] = {}
+    for name, value in change.values.items():
+        if isinstance(value, str):
+            value = storable(value)
+        elif isinstance(value, int) and not -BIGINT_MAX - 1 <= value <= BIGINT_MAX:
+            raise ProjectionError(f"{name} = {value} is beyond a BIGINT column")
+        values[name] = value
+    return RowChange(change.statement, values)
 
 
 HANDLERS: dict[type, Callable[[Any, Identities], list[RowChange]]] = {

@@ -21,6 +21,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 
+from ledger.domain.inbox import CONFLICT_REASON_PREFIX
 from ledger.domain.money import Money, currency_exponent
 from projections import sql
 from projections.database import ReadModelDatabase, open_read_model
@@ -183,7 +184,9 @@ def _dead_letters(db: ReadModelDatabase) -> dict[str, Any]:
              "received_at")
     items = [dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_DEAD_LETTERS)]
     items.sort(key=lambda d: (d["source"], _position_key(d["position"])))
-    return {"count": len(items), "items": items}
+    # Of them, event ids that came again with another payload (reason: both digests).
+    conflicts = sum(1 for d in items if str(d["reason"]).startswith(CONFLICT_REASON_PREFIX))
+    return {"count": len(items), "conflicts": conflicts, "items": items}
 
 
 def _refusals(db: ReadModelDatabase) -> dict[str, Any]:
@@ -239,7 +242,7 @@ def render_summary(report: Report) -> str:
         f"sum of postings {journal['sum_of_postings']} ({verdict})"
     )
     dead = report["dead_letters"]
-    lines.append(f"Dead letters: {dead['count']}")
+    lines.append(f"Dead letters: {dead['count']} (conflicting duplicates: {dead['conflicts']})")
     for d in dead["items"][:SUMMARY_LINES_MAX]:
         lines.append(f"  {d['source']}@{d['position']}: {d['reason']}")
     lines.append(f"Refusals: {report['refusals']['count']}")

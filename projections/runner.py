@@ -23,6 +23,7 @@ counts pages, without this package knowing about logs or metrics.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,12 +33,21 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import InterfaceError as PersistenceInterfaceError
+from eventsourcing.persistence import OperationalError as PersistenceOperationalError
 
-from ledger.limits import PROJECTION_PAGE_EVENTS_MAX, PROJECTION_POLL_INTERVAL_MS
+from ledger.limits import (
+    PROJECTION_PAGE_EVENTS_MAX,
+    PROJECTION_POLL_INTERVAL_MS,
+    PROJECTION_RECONNECT_ATTEMPTS_MAX,
+    PROJECTION_RECONNECT_DELAY_MS_MAX,
+    PROJECTION_RECONNECT_DELAY_MS_MIN,
+)
 from projections import sql
 from projections.changes import RowChange
 from projections.database import PostgresReadModel, ReadModelDatabase, Transaction
 from projections.identities import Identity, identity_of, remember
+from projections.inbox import storable_change, unprojectable
 from projections.journal import books_money
 from projections.mapping import HANDLERS, changes_for
 from projections.values import ProjectionError, SqlValue
@@ -53,6 +63,7 @@ SQLITE_PARAMETERS_MAX = 999
 assert PROJECTION_PAGE_EVENTS_MAX <= SQLITE_PARAMETERS_MAX, "a page's identities in one query"
 assert PROJECTION_POLL_INTERVAL_MS > 0
 
+log = logging.getLogger(__name__)
 Event = Any  # an eventsourcing domain event of the ledger (attributes vary by class)
 NotifiedEvent = tuple[int, Event]  # (notification id, domain event)
 
@@ -104,13 +115,28 @@ def page_changes(db: ReadModelDatabase, events: Sequence[NotifiedEvent]) -> list
     """Step 2: every row change of the page, in event order (reads identities only)."""
     identities = _known_identities(db, events)
     changes: list[RowChange] = []
-    for _notification_id, event in events:
+    for notification_id, event in events:
         identity = identity_of(event)
         if identity is not None:
             identities[event.originator_id] = identity
-            changes.append(remember(event.originator_id, identity))
-        changes.extend(changes_for(event, identities))
+            changes.append(storable_change(remember(event.originator_id, identity)))
+        changes.extend(_event_changes(notification_id, event, identities))
     return changes
+
+
+def _event_changes(
+    notification_id: int, event: Event, identities: dict[UUID, Identity]
+) -> list[RowChange]:
+    """The event's row changes, all storable; or, for an event the read models cannot hold
+    (a value beyond a column, a bug in a read model), one dead-letter row saying so: the
+    read models never stop on what the store accepted, and the event is not lost from view
+    (the event log keeps it; `ledger report` lists it under dead letters)."""
+    try:
+        return [storable_change(change) for change in changes_for(event, identities)]
+    except Exception as exc:  # whatever it is, it is this one event's
+        log.exception("notification %s (%s) not projected", notification_id,
+                      type(event).__qualname__)
+        return [unprojectable(notification_id, event, exc)]
 
 
 def apply_page(
@@ -246,6 +272,26 @@ def rebuild(ledger: Application[Any], db: ReadModelDatabase) -> int:
     return catch_up(ledger, db)
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionChange:
+    """The database connection was lost (`attempt` n of reconnecting, after `delay_s`), or
+    restored after `attempt` failed attempts."""
+
+    restored: bool
+    attempt: int
+    delay_s: float
+    error: str
+
+
+ConnectionCallback = Callable[[ConnectionChange], None]
+
+
+def reconnect_delay_s(attempt: int) -> float:
+    """Exponential backoff from PROJECTION_RECONNECT_DELAY_MS_MIN, capped at _MAX."""
+    delay_ms: int = PROJECTION_RECONNECT_DELAY_MS_MIN * 2 ** min(attempt - 1, 16)
+    return min(delay_ms, PROJECTION_RECONNECT_DELAY_MS_MAX) / 1000
+
+
 def run_forever(
     ledger: Application[Any],
     db: ReadModelDatabase,
@@ -253,18 +299,46 @@ def run_forever(
     *,
     poll_interval_ms: int = PROJECTION_POLL_INTERVAL_MS,
     on_page: PageCallback | None = None,
+    on_connection: ConnectionCallback | None = None,
 ) -> int:
     """Catch up, wait for new events, repeat, until `stop` is set; returns events applied.
 
     Each round is bounded: one catch-up (bounded by the log's length when it started) and
     one wait of at most `poll_interval_ms`. Setting `stop` lets the current page commit.
     `on_page`: as for `catch_up`.
+
+    A lost database connection (a restart, a terminated backend) is not the end: wait
+    `reconnect_delay_s(attempt)` (returning at once on `stop`), reconnect the read models
+    and the LISTEN connection, and go on from the stored position (a page is committed
+    whole or not at all, so nothing is applied twice); `on_connection` hears of each
+    attempt and of the recovery. After PROJECTION_RECONNECT_ATTEMPTS_MAX failed attempts
+    in a row the last error is raised.
     """
     applied = 0
-    with _new_events_signal(ledger, db, stop) as wait_for_new_events:
-        while not stop.is_set():
-            applied += catch_up(ledger, db, should_stop=stop.is_set, on_page=on_page)
-            wait_for_new_events(poll_interval_ms / 1000)
+    failures = 0
+    lost: tuple[type[Exception], ...] = (
+        *db.connection_errors, PersistenceOperationalError, PersistenceInterfaceError)
+    while not stop.is_set():
+        try:
+            if failures:
+                db.reconnect()
+            with _new_events_signal(ledger, db, stop) as wait_for_new_events:
+                while not stop.is_set():
+                    applied += catch_up(ledger, db, should_stop=stop.is_set, on_page=on_page)
+                    if failures:
+                        if on_connection is not None:
+                            on_connection(ConnectionChange(True, failures, 0.0, ""))
+                        failures = 0
+                    wait_for_new_events(poll_interval_ms / 1000)
+        except lost as exc:
+            failures += 1
+            if failures > PROJECTION_RECONNECT_ATTEMPTS_MAX:
+                raise
+            delay_s = reconnect_delay_s(failures)
+            if on_connection is not None:
+                on_connection(ConnectionChange(
+                    False, failures, delay_s, f"{type(exc).__name__}: {exc}".strip()))
+            stop.wait(delay_s)
     return applied
 
 

@@ -263,7 +263,7 @@ def _full_builders() -> dict[str, Callable[[], Envelope]]:
             **e("PaymentResult"),
             request_id="cmd-1",
             outcome="charge_failed",
-            amount=Decimal("123456789.123456789"),
+            amount=Decimal("123456789.123456"),  # the most places a wire decimal may have
             currency="CHF",
             psp_reference="psp-1",
             reason="Karte abgelehnt: Limit überschritten ✗",

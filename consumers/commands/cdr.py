@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    with closing(open_store(store_url_from(args.store))) as ledger:
+    with closing(open_store(store_url_from(args.store), create=False)) as ledger:
         session_id = ChargingSession.create_id(args.tenant, args.session)
         if session_id not in ledger.repository:
             raise CliError(f"no session {args.session!r} for tenant {args.tenant!r}")

@@ -69,7 +69,7 @@ def label(letter: DeadLetter) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with closing(open_store(store_url_from(args.store))) as ledger:
+    with closing(open_store(store_url_from(args.store), create=False)) as ledger:
         rows: list[dict[str, Any]] = [
             {"id": label(d), "tenant_id": d.tenant_id, "event_id": d.event_id,
              "type": d.type_name, "reason": d.reason, "redrive": d.redrive_outcome}
@@ -124,7 +124,7 @@ def redrive(ledger: Ledger, letter: DeadLetter) -> str:
 
 
 def run_redrive(args: argparse.Namespace) -> int:
-    with closing(open_store(store_url_from(args.store))) as ledger:
+    with closing(open_store(store_url_from(args.store), create=False)) as ledger:
         letters = dead_letters(ledger)
         if args.id:
             wanted = set(args.id)

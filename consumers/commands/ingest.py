@@ -8,7 +8,10 @@ The same path as the Kafka consumer: lines become `Inbound` items of the source
      with its reason, in the same transaction as its neighbours: never dropped silently;
   3. after the last batch the read models catch up, so `ledger report` shows the file.
 A missing or unreadable file, or a store URL that cannot be used, is an error before
-anything is written. The summary goes to stderr; exit 0.
+anything is written (exit 2). The summary goes to stderr; exit 0 when every line was
+applied (or was a duplicate, a refusal or already ingested), exit 3
+(DEAD_LETTERED_EXIT_CODE) when some lines were dead-lettered: the rest is applied all the
+same, and `ledger dead-letters list` shows them with their reasons.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ from ledger.messages import parse_message
 from projections.database import open_read_model
 from projections.runner import catch_up, ensure_schema, stored_position
 from projections.values import ProjectionError
+
+# Exit code of an ingest that applied the file but dead-lettered some of its lines: distinct
+# from 2 (nothing done: bad arguments or store) so a script can tell "look at the dead
+# letters" from "run it again".
+DEAD_LETTERED_EXIT_CODE = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         f" (read models at notification {projected_to or 0}; {elapsed_s:.1f} s)",
         file=sys.stderr,
     )
+    if totals.dead_lettered:
+        print(f"ledger ingest: {totals.dead_lettered} line(s) dead-lettered: see `ledger"
+              " dead-letters list`", file=sys.stderr)
+        return DEAD_LETTERED_EXIT_CODE
     return 0
 
 

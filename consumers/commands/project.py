@@ -26,6 +26,8 @@ import time
 from collections.abc import Mapping
 from contextlib import closing
 
+from eventsourcing.persistence import PersistenceError
+
 from consumers.cli import CliError
 from consumers.observability import (
     Metrics,
@@ -40,6 +42,7 @@ from consumers.store import open_store, redacted_url, store_url_from
 from ledger.application import Ledger
 from projections.database import ReadModelDatabase, open_read_model
 from projections.runner import (
+    ConnectionChange,
     PageApplied,
     catch_up,
     ensure_schema,
@@ -120,7 +123,8 @@ def run_to_the_end(args: argparse.Namespace) -> int:
                 what = "caught up with"
         except ProjectionError as exc:
             raise CliError(f"projection stopped: {exc}") from exc
-        print(summary(what, applied, time.monotonic() - started_s, db), file=sys.stderr)
+        print(summary(what, applied, time.monotonic() - started_s, stored_position(db) or 0),
+              file=sys.stderr)
     return 0
 
 
@@ -140,7 +144,10 @@ def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
             projection.position.set(position)
             projection.lag.set(lag)
 
+            last_position = [position]
+
             def on_page(page: PageApplied) -> None:
+                last_position[0] = page.last_id
                 page_lag = _lag(ledger, page.last_id)
                 projection.events.inc(page.events)
                 projection.pages.inc()
@@ -152,22 +159,39 @@ def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
                           last_notification_id=page.last_id,
                           seconds=round(page.seconds, LOGGED_SECONDS_DIGITS), lag=page_lag)
 
+            def on_connection(change: ConnectionChange) -> None:
+                if change.restored:
+                    log_event(log, "reconnected", attempts=change.attempt)
+                else:
+                    log_event(log, "connection_lost", logging.WARNING, attempt=change.attempt,
+                              retry_in_s=change.delay_s, error=change.error)
+
             started_s = time.monotonic()
             with stop_on_signals() as stop:
                 log_event(log, "started", store=redacted_url(store_url), position=position,
                           lag=lag, metrics_port=metrics_port)
-                applied = run_forever(ledger, db, stop, on_page=on_page)
+                applied = run_forever(ledger, db, stop, on_page=on_page,
+                                      on_connection=on_connection)
             elapsed_s = time.monotonic() - started_s
         except ProjectionError as exc:
             log_event(log, "failed", logging.ERROR, error=str(exc))
             raise CliError(f"projection stopped: {exc}") from exc
         finally:
             metrics.close()
-        final = stored_position(db) or 0
+        # Stopped while the database is away: report the last position a page reached.
+        final = _position_if_reachable(db) or last_position[0]
         log_event(log, "stopped", events=applied,
                   seconds=round(elapsed_s, LOGGED_SECONDS_DIGITS), position=final,
-                  summary=summary("stopped after", applied, elapsed_s, db))
+                  summary=summary("stopped after", applied, elapsed_s, final))
     return 0
+
+
+def _position_if_reachable(db: ReadModelDatabase) -> int | None:
+    unreachable: tuple[type[Exception], ...] = (*db.connection_errors, PersistenceError)
+    try:
+        return stored_position(db)
+    except unreachable:
+        return None
 
 
 def _lag(ledger: Ledger, position: int) -> int:
@@ -175,9 +199,9 @@ def _lag(ledger: Ledger, position: int) -> int:
     return max((ledger.recorder.max_notification_id() or 0) - position, 0)
 
 
-def summary(what: str, applied: int, elapsed_s: float, db: ReadModelDatabase) -> str:
+def summary(what: str, applied: int, elapsed_s: float, position: int) -> str:
     rate = f"{applied / elapsed_s:,.0f} events/s" if elapsed_s > 0 and applied else "-"
     return (
         f"ledger project: {what} {applied} events in {elapsed_s:.2f} s ({rate});"
-        f" read models at notification {stored_position(db) or 0}"
+        f" read models at notification {position}"
     )

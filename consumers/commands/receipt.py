@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    with closing(open_store(store_url_from(args.store))) as ledger:
+    with closing(open_store(store_url_from(args.store), create=False)) as ledger:
         db = open_read_model(ledger)
         try:
             ensure_schema(db)

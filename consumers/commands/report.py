@@ -52,7 +52,7 @@ def parse_instant(text: str) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
-    with closing(open_store(store_url_from(args.store))) as ledger:
+    with closing(open_store(store_url_from(args.store), create=False)) as ledger:
         try:
             report = (
                 as_of_report(ledger, args.as_of) if args.as_of is not None

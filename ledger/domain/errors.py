@@ -7,7 +7,8 @@
     │   ├── InvalidTariff
     │   ├── InvalidCdr
     │   └── InvalidMessage
-    └── RuleViolation           well-formed input the billing rules refuse (a reason event)
+    ├── RuleViolation           well-formed input the billing rules refuse (a reason event)
+    └── HandlerFailed           anything else a handler raised: the message is dead-lettered
 """
 
 
@@ -41,3 +42,11 @@ class InvalidMessage(InvalidInput):
 
 class RuleViolation(LedgerError):
     """Well-formed input that the billing rules refuse in the current state."""
+
+
+class HandlerFailed(LedgerError):
+    """A handler raised an exception no rule expects (a bug, or a value nobody foresaw).
+
+    The one message is dead-lettered with the error's type and text and the partition moves
+    on: a bug must show (log, metric, dead letter), never stall every message behind it.
+    """

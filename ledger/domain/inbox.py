@@ -18,10 +18,19 @@ class ProcessedMessage(Aggregate):
         return natural_id("processed", tenant_id, event_id)
 
     @event("Processed")
-    def __init__(self, tenant_id: str, event_id: str, source: str) -> None:
+    def __init__(
+        self, tenant_id: str, event_id: str, source: str, payload_digest: str = ""
+    ) -> None:
         self.tenant_id = tenant_id
         self.event_id = event_id
         self.source = source
+        # sha256 of the first payload's canonical JSON: a later copy with another payload
+        # is a conflict, not a duplicate ("" for markers recorded before digests were kept).
+        self.payload_digest = payload_digest
+
+
+# The reason of a dead letter whose event id was applied before with another payload.
+CONFLICT_REASON_PREFIX = "conflict: "
 
 
 class DeadLetter(Aggregate):

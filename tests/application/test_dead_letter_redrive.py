@@ -8,6 +8,7 @@ import pytest
 
 from consumers.avro_codec import encode
 from consumers.cli import main
+from consumers.commands.ingest import DEAD_LETTERED_EXIT_CODE
 from consumers.event_file import write_event_file
 from consumers.store import open_ledger
 from ledger.application import Inbound
@@ -30,7 +31,8 @@ def test_a_top_up_that_came_before_its_driver_applies_once_redriven(
     store = f"sqlite:///{tmp_path / 'ledger.db'}"
     early = tmp_path / "early.jsonl"
     write_event_file(early, [tenant(), tariff(), location(), top_up("w1", "20.00")])
-    assert main(["ingest", "--events", str(early), "--store", store]) == 0
+    # The top-up is dead-lettered (no driver yet): ingest says so with its exit code.
+    assert main(["ingest", "--events", str(early), "--store", store]) == DEAD_LETTERED_EXIT_CODE
     assert main(["dead-letters", "list", "--store", store]) == 0
     listed = capsys.readouterr().out
     assert "file:early.jsonl@4" in listed and "unknown driver 'w1'" in listed
@@ -72,5 +74,6 @@ def test_a_kafka_dead_letter_is_decoded_from_its_bytes(tmp_path: Path,
 def test_redriving_an_unknown_dead_letter_is_an_error(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     store = f"sqlite:///{tmp_path / 'ledger.db'}"
+    open_ledger(store).close()  # a store without that dead letter (a missing store: no store)
     assert main(["dead-letters", "redrive", "--id", "nope@1", "--store", store]) == 2
     assert "no dead letter nope@1" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from consumers.commands.topics import create_topics
 from consumers.settings import settings_from
 from consumers.store import open_ledger
 from ledger.application import Ledger
+from tests.conftest import drop_database
 from tests.e2e.test_billing_models import PROCESSES, Stack
 
 
@@ -28,8 +29,7 @@ def stack_database(database_url: str) -> Iterator[str]:
     try:
         yield database_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(database_url, name)
 
 
 @pytest.fixture(scope="module")

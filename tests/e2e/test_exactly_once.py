@@ -53,6 +53,7 @@ from ledger.domain.inbox import DeadLetter
 from ledger.limits import POLL_RECORDS_MAX
 from ledger.messages import Envelope
 from tests.builders import T0, driver, location, session_events, tariff, tenant, top_up
+from tests.conftest import drop_database
 
 pytestmark = pytest.mark.e2e
 
@@ -119,8 +120,7 @@ def clean_database(database_url: str) -> Iterator[str]:
     try:
         yield database_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(database_url, name)
 
 
 class ConsumeProcess:

@@ -43,6 +43,9 @@ from consumers.store import open_ledger
 from ledger.application import Ledger
 from ledger.domain.inbox import DeadLetter
 from ledger.domain.wallet import Wallet
+from projections.database import open_read_model
+from projections.report import build_report
+from projections.runner import catch_up, ensure_schema
 from tests.builders import T0, driver, tenant, top_up
 
 pytestmark = pytest.mark.integration
@@ -117,6 +120,21 @@ def consume_until_caught_up(settings: Settings, ledger: Ledger) -> list[PollOutc
         consumer.close(autocommit=False)
         metrics.close()
     return outcomes
+
+
+def know_every_partition(consumer: Any, settings: Settings, partitions: int = 3) -> None:
+    """Wait until this client's metadata holds every partition of every inbound topic.
+
+    A group leader whose metadata lacks a topic (just created, its leaders not elected yet on
+    a busy broker) assigns none of its partitions ("No partition metadata for topic") and
+    looks again only at the next metadata refresh (metadata.max.age.ms, minutes): members
+    then wait without partitions. So members start with the metadata in hand.
+    """
+    wait_until(
+        lambda: all(len(consumer.partitions_for_topic(topic) or ()) == partitions
+                    for topic in settings.inbound_topics()),
+        CONSUME_DEADLINE_S, "partition metadata of every inbound topic",
+    )
 
 
 def totals(outcomes: list[PollOutcome]) -> dict[str, int]:
@@ -296,6 +314,8 @@ def test_two_consumers_in_one_group_share_the_partitions_and_apply_everything_on
     # run by two processes at the same instant fails with "tuple concurrently updated".
     ledgers = [open_ledger(settings.store_url) for _ in range(2)]
     consumers = [kafka_clients.consumer(settings) for _ in range(2)]
+    for consumer in consumers:
+        know_every_partition(consumer, settings)
     metrics = [Metrics() for _ in range(2)]
 
     def member(n: int) -> None:
@@ -372,3 +392,34 @@ def test_the_rebalance_listener_only_pauses_and_a_late_done_never_clears_a_new_a
     assert set(gate.waiting()) == {p0}  # the re-assignment still gets its own seek
     gate.on_partitions_lost({p0})
     assert gate.waiting() == {}
+
+
+def test_hostile_records_are_dead_lettered_and_neither_consume_nor_the_read_models_stop(
+    settings: Settings, ledger: Ledger, producer: Any
+) -> None:
+    # Issue 10: a top-up of 10^30 made `consume` exit 1 on every restart; a NUL in a key or
+    # a type header reached the dead-letter read model and stopped `project`.
+    publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
+    consume_until_caught_up(settings, ledger)
+    wallets_topic = settings.topic("wallets")
+    healthy = top_up("d1", "5.00", tenant_id="t1")
+    huge = top_up("d1", "1.00", tenant_id="t1").model_copy(update={"amount": Decimal(10**30)})
+    key = key_for(healthy)
+    publish_raw(producer, wallets_topic, encode(huge), key, headers_for(huge))
+    publish_raw(producer, wallets_topic, encode(healthy), key + b"\x00",
+                [(TYPE_HEADER, b"WalletTopUp\x00Requested")])
+    publish(producer, settings, [healthy])
+
+    outcomes = consume_until_caught_up(settings, ledger)
+
+    assert totals(outcomes)["applied"] == 1 and totals(outcomes)["dead_lettered"] == 2
+    wallet: Wallet = ledger.repository.get(Wallet.create_id("t1", "d1"))
+    assert wallet.balance == Decimal("5.00")
+    with closing(open_read_model(ledger)) as db:
+        ensure_schema(db)
+        catch_up(ledger, db)
+        items = build_report(db)["dead_letters"]["items"]
+    assert len(items) == 2
+    assert any("amount" in item["reason"] for item in items)
+    assert any(item["type"] == "WalletTopUp\\u0000Requested"
+               and str(item["key"]).endswith("\\u0000") for item in items)

@@ -56,7 +56,7 @@ def test_line_is_canonical_sorted_keys_no_spaces() -> None:
 
     assert line == json.dumps(json.loads(line), sort_keys=True, separators=(",", ":"))
     assert "\n" not in line
-    assert line.startswith('{"event":{"amount":"123456789.123456789",')
+    assert line.startswith('{"event":{"amount":"123456789.123456",')
 
 
 def test_written_file_reads_back_as_the_same_messages_in_order(tmp_path: Path) -> None:
