@@ -28,9 +28,10 @@ Folding rules:
   MAX_ of the samples inside it (or the one in force at its start).
 - A new period starts wherever a different price may become active: a charging-state
   change; a power or current sample on the other side of one of the tariff's thresholds;
-  a local clock boundary of the tariff (start/end times, midnight for dates and weekdays,
-  DST changes); a duration threshold; and the instant a kWh threshold is reached
-  (interpolated between samples, so that period starts with exactly that energy).
+  a local clock boundary of the tariff (start/end times, midnight for dates, weekdays and
+  one-sided time windows, DST changes); a duration threshold; and the instant a kWh
+  threshold is reached (interpolated between samples, so that period starts with exactly
+  that energy).
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ and the OCPP fold read only the index, so a tariff is parsed once and priced man
 
 Restriction semantics (OCPI 2.2.1 mod_tariffs, TariffRestrictions):
 - start_time/end_time are local wall-clock times; end < start wraps past midnight, end
-  "00:00" means the end of the day, start == end means the whole day.
+  "00:00" means the end of the day, start == end means the whole day. A one-sided window
+  is cut at local midnight: start_time alone is start..24:00, end_time alone 00:00..end,
+  every day.
 - start_date is inclusive, end_date exclusive, both local dates.
 - min_* bounds are inclusive, max_* bounds exclusive (kWh, A, kW, seconds).
 - min/max_duration count from the start of the charging session, not from parking start.
@@ -358,6 +360,9 @@ class TariffIndex:
             for t in (rule.time_start_s, rule.time_end_s):
                 if t is not None:
                     clock.add(t % SECONDS_PER_DAY)
+            if (rule.time_start_s is None) != (rule.time_end_s is None):
+                # A one-sided window (start..24:00 or 00:00..end) switches at local midnight.
+                clock.add(0)
             if rule.date_start or rule.date_end or rule.weekdays is not None:
                 clock.add(0)  # the local midnight, where date and weekday change
             for d in (rule.duration_min_us, rule.duration_max_us):

@@ -177,6 +177,25 @@ def test_a_local_clock_boundary_starts_a_period_even_across_dst() -> None:
     assert [p.start for p in folded.periods] == [start, utc("2024-03-31T01:00")]
 
 
+def test_a_one_sided_time_window_starts_a_period_at_local_midnight() -> None:
+    evening = tariff(
+        element(component("TIME", "3"), start_time="22:00"),
+        element(component("TIME", "1")),
+    )
+    start = utc("2024-01-10T20:00")  # 21:00 CET
+    readings = [
+        reading(0, start, ChargingState.CHARGING, EventType.STARTED),
+        reading(1, start + minutes(240), None, EventType.ENDED),
+    ]
+    folded = fold_charging_periods(SessionMeter().record_all(readings), evening, BERLIN)
+    # 22:00 CET the window opens, at local midnight (23:00 UTC) it closes again.
+    assert [p.start for p in folded.periods] == [
+        start,
+        utc("2024-01-10T21:00"),
+        utc("2024-01-10T23:00"),
+    ]
+
+
 def test_readings_apply_in_seqno_order_whatever_the_arrival_order() -> None:
     readings = session(
         (20, ChargingState.SUSPENDED_EV),

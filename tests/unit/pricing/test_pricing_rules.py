@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -325,6 +326,28 @@ def test_end_time_midnight_means_end_of_day() -> None:
     start = local("2024-01-10T23:00")
     result = price(t, [period(start)], local("2024-01-11T01:00"))
     assert result.total_time_cost == _cost("4")  # 1 h at 3, then 1 h at 1 after midnight
+
+
+# Issue 13: a one-sided window is start_time..24:00 or 00:00..end_time, every day.
+def test_a_window_with_only_end_time_starts_at_local_midnight() -> None:
+    t = tariff(
+        element(component("ENERGY", "1.00"), end_time="06:00"),
+        element(component("ENERGY", "0.10")),
+    )
+    start = utc("2024-01-10T23:00")
+    result = price(t, [period(start, energy_kwh="2")], utc("2024-01-11T01:00"), ZoneInfo("UTC"))
+    assert result.total_energy_cost == _cost("1.10")  # 1 kWh at 0.10, then 1 kWh at 1.00
+    assert [p.start for p in result.periods] == [start, utc("2024-01-11T00:00")]
+
+
+def test_a_window_with_only_start_time_ends_at_local_midnight() -> None:
+    t = tariff(
+        element(component("ENERGY", "1.00"), start_time="22:00"),
+        element(component("ENERGY", "0.10")),
+    )
+    start = utc("2024-01-10T21:00")
+    result = price(t, [period(start, energy_kwh="4")], utc("2024-01-11T01:00"), ZoneInfo("UTC"))
+    assert result.total_energy_cost == _cost("2.20")  # 0.10 + 2 x 1.00 + 0.10
 
 
 def test_start_date_is_inclusive_and_end_date_exclusive_in_local_time() -> None:

@@ -108,8 +108,27 @@ def _comparable(price: SessionPrice) -> dict[str, Any]:
     return {f.name: getattr(price, f.name) for f in fields(price) if f.name != "periods"}
 
 
+@st.composite
+def clock_window_tariffs(draw: st.DrawFn) -> Tariff:
+    """One dimension priced by clock windows, mostly one-sided ones (only start_time or only
+    end_time: the window runs to or from local midnight, issue 13), then a fallback."""
+    kind = draw(st.sampled_from(["TIME", "TIME", "ENERGY", "PARKING_TIME"]))
+    prices = st.sampled_from(["0.10", "0.25", "1.00", "3.60"])
+    elements = []
+    for _ in range(draw(st.integers(1, 2))):
+        window = draw(st.sampled_from(["start", "end", "start", "end", "both"]))
+        restriction: dict[str, Any] = {}
+        if window in ("start", "both"):
+            restriction["start_time"] = draw(st.sampled_from(["06:00", "17:30", "22:00"]))
+        if window in ("end", "both"):
+            restriction["end_time"] = draw(st.sampled_from(["02:00", "06:00", "17:30"]))
+        elements.append(element(component(kind, draw(prices), 1), **restriction))
+    elements.append(element(component(kind, draw(prices), 1)))
+    return tariff(*elements)
+
+
 @given(
-    t=st.sampled_from(TARIFFS),
+    t=st.one_of(st.sampled_from(TARIFFS), clock_window_tariffs()),
     start_minute=st.integers(0, 180 * 24 * 60),
     coarse=sessions(),
     data=st.data(),
@@ -118,6 +137,27 @@ def test_cutting_periods_where_no_price_changes_leaves_the_price_unchanged(
     t: Tariff, start_minute: int, coarse: list[dict[str, Any]], data: st.DataObject
 ) -> None:
     start = FIRST_START + timedelta(minutes=start_minute)
+    _assert_extra_cuts_change_nothing(t, start, coarse, data)
+
+
+@given(
+    t=clock_window_tariffs(),
+    day=st.integers(0, 180),
+    evening_minute=st.integers(20 * 60, 24 * 60),
+    coarse=sessions(),
+    data=st.data(),
+)
+def test_cutting_periods_across_local_midnight_in_clock_windows_leaves_the_price_unchanged(
+    t: Tariff, day: int, evening_minute: int, coarse: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    # Sessions from the evening on cross local midnight, where one-sided windows switch.
+    start = FIRST_START + timedelta(days=day, minutes=evening_minute)
+    _assert_extra_cuts_change_nothing(t, start, coarse, data)
+
+
+def _assert_extra_cuts_change_nothing(
+    t: Tariff, start: datetime, coarse: list[dict[str, Any]], data: st.DataObject
+) -> None:
     uncut, end = _periods(start, coarse, [[] for _ in coarse])
     extra = [data.draw(st.lists(st.integers(1, 239), max_size=3)) for _ in coarse]
     cut, _ = _periods(start, coarse, extra)
