@@ -4,7 +4,9 @@ Contract (../shared/data/README.md, "How pricing is checked"): reads the tariff 
 charging_periods, start_date_time and end_date_time (its own total_* fields are ignored),
 prices in the location's time zone (default UTC), prints one JSON object with the OCPI CDR
 cost fields as exact decimal strings, plus `amount_to_charge` (rounded half up to the
-currency's minor unit). Bad input is one line on stderr and a non-zero exit (via cli.main).
+currency's minor unit). A Credit CDR (`credit: true`) prints `total_cost` and
+`amount_to_charge` negated, as OCPI 2.2.1 negates only `total_cost` in a credit, and
+`"credit": true`. Bad input is one line on stderr and a non-zero exit (via cli.main).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from consumers.cli import CliError
-from ledger.domain.cdr import parse_cdr
+from ledger.domain.cdr import credit_cost_fields, parse_cdr
 from ledger.domain.errors import InvalidCdr, InvalidTariff
 from ledger.domain.pricing import cost_fields, price_session
 from ledger.domain.tariff import parse_tariff
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             f"currency mismatch: the CDR is in {cdr.currency}, the tariff in {tariff.currency}"
         )
     price = price_session(tariff, cdr.periods, time_zone, cdr.start, cdr.end)
-    json.dump(cost_fields(price), sys.stdout)
+    fields = cost_fields(price)
+    json.dump(credit_cost_fields(fields) if cdr.credit else fields, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

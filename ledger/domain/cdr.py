@@ -3,7 +3,9 @@
 - `parse_cdr(obj)` reads what pricing needs (currency, start/end, charging periods) and
   ignores the CDR's own `total_*` fields; bad input raises `InvalidCdr`.
 - `build_cdr(...)` turns a finished, priced session into an OCPI CDR as a JSON-able dict.
-- `credit_cdr(original, ...)` issues the Credit CDR that cancels a CDR (CDRs are immutable).
+- `credit_cdr(original, ...)` issues the Credit CDR that cancels a CDR (CDRs are immutable);
+  `credit_cost_fields` turns the priced cost fields into a credit's (only `total_cost`
+  and the amount to charge negated, as OCPI 2.2.1 says).
 
 Numbers in the dicts written here are decimal strings, never floats: the ledger stores them
 as they are and the OCPI adapter writes them as JSON numbers. Precision: `total_cost` is the
@@ -76,14 +78,10 @@ _KNOWN_DIMENSIONS = (
     )
     | _IGNORED_DIMENSIONS
 )
-COST_FIELDS: tuple[str, ...] = (
-    "total_cost",
-    "total_fixed_cost",
-    "total_energy_cost",
-    "total_time_cost",
-    "total_parking_cost",
-    "total_reservation_cost",
-)
+# OCPI 2.2.1 mod_cdrs, "Credit CDRs": the credit "will contain all the data of the original
+# CDR. Only the values in the total_cost field SHALL contain the negative amounts". The
+# dimension totals (total_energy_cost ...) keep the original's positive values.
+CREDIT_NEGATED_FIELDS: tuple[str, ...] = ("total_cost",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +93,7 @@ class CdrSession:
     start: datetime
     end: datetime
     periods: tuple[ChargingPeriod, ...]
+    credit: bool = False  # a Credit CDR: its total_cost is the negated original's
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +139,7 @@ def parse_cdr(obj: object) -> CdrSession:
         raise InvalidCdr(f"{where}: currency must be an ISO 4217 code, got {currency!r}")
     start = _instant(obj.get("start_date_time"), f"{where}: start_date_time")
     end = _instant(obj.get("end_date_time"), f"{where}: end_date_time")
+    credit = _credit(obj, where)
     if end < start:
         raise InvalidCdr(f"{where}: end_date_time is before start_date_time")
     raw_periods = obj.get("charging_periods")
@@ -152,7 +152,22 @@ def parse_cdr(obj: object) -> CdrSession:
     for i, (period, time_h, parking_h) in enumerate(parsed):
         next_start = parsed[i + 1][0].start if i + 1 < len(parsed) else end
         periods.extend(_split_time_and_parking(period, time_h, parking_h, next_start))
-    return CdrSession(id=cdr_id, currency=currency, start=start, end=end, periods=tuple(periods))
+    return CdrSession(
+        id=cdr_id, currency=currency, start=start, end=end, periods=tuple(periods), credit=credit
+    )
+
+
+def _credit(obj: Mapping[str, Any], where: str) -> bool:
+    """Whether the CDR is a Credit CDR; OCPI requires its credit_reference_id with it."""
+    credit = obj.get("credit")
+    if credit is None:
+        return False
+    if not isinstance(credit, bool):
+        raise InvalidCdr(f"{where}: credit must be true or false, got {credit!r}")
+    reference = obj.get("credit_reference_id")
+    if credit and (not isinstance(reference, str) or not reference):
+        raise InvalidCdr(f"{where}: a credit CDR needs its credit_reference_id")
+    return credit
 
 
 def _period(obj: object, where: str) -> tuple[ChargingPeriod, Decimal | None, Decimal | None]:
@@ -357,9 +372,10 @@ def _cost(cost: Cost, places: Decimal | None = _OCPI_PLACES) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- crediting
 def credit_cdr(original: Mapping[str, Any], *, last_updated: datetime) -> dict[str, Any]:
-    """The Credit CDR cancelling `original`: same session, negated costs, id + "-C".
+    """The Credit CDR cancelling `original`: same data, negated total_cost, id + "-C".
 
-    Volumes (energy, time) stay as they were: they describe the session being credited.
+    Per OCPI 2.2.1 only `total_cost` is negated; the dimension totals and the volumes stay
+    as they were: they describe the session being credited.
     """
     original_id = original.get("id")
     if not isinstance(original_id, str) or not original_id:
@@ -373,11 +389,21 @@ def credit_cdr(original: Mapping[str, Any], *, last_updated: datetime) -> dict[s
     credit["id"] = credit_id
     credit["credit"] = True
     credit["credit_reference_id"] = original_id
-    for field in COST_FIELDS:
+    for field in CREDIT_NEGATED_FIELDS:
         if field in credit and credit[field] is not None:
             credit[field] = _negated(credit[field], f"CDR {original_id!r}: {field}")
     credit["last_updated"] = format_utc(last_updated)
     return credit
+
+
+def credit_cost_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`pricing.cost_fields` of a Credit CDR's session: what credit_cdr negates, negated,
+    and the amount to charge with it (a refund is a negative charge); `credit` set."""
+    out = dict(fields)
+    for field in (*CREDIT_NEGATED_FIELDS, "amount_to_charge"):
+        out[field] = _negated(fields[field], f"credit {field}")
+    out["credit"] = True
+    return out
 
 
 def _negated(price: object, where: str) -> dict[str, str]:

@@ -128,15 +128,22 @@ def test_cdr_id_must_leave_room_for_the_credit_suffix() -> None:
         _cdr(cdr_id="X" * 38)
 
 
-def test_credit_cdr_negates_every_cost_and_references_the_original() -> None:
+def test_credit_cdr_negates_only_total_cost_and_references_the_original() -> None:
     original = _cdr()
     credit = credit_cdr(original, last_updated=START + minutes(600))
     assert credit["id"] == "CDR-0001-C"
     assert credit["credit"] is True
     assert credit["credit_reference_id"] == "CDR-0001"
     assert credit["total_cost"] == {"excl_vat": "-7.00", "incl_vat": "-7.90"}
-    assert credit["total_energy_cost"] == {"excl_vat": "-5", "incl_vat": "-5.5"}
-    assert credit["total_time_cost"] == {"excl_vat": "0", "incl_vat": "0"}  # never "-0"
+    # OCPI 2.2.1 mod_cdrs "Credit CDRs": only total_cost holds the negated amounts (issue 13).
+    for field in (
+        "total_fixed_cost",
+        "total_energy_cost",
+        "total_time_cost",
+        "total_parking_cost",
+        "total_reservation_cost",
+    ):
+        assert credit[field] == original[field]
     assert credit["total_energy"] == original["total_energy"]  # volumes stay as they were
     assert credit["charging_periods"] == original["charging_periods"]
     assert credit["last_updated"] == "2024-01-10T20:00:00Z"
@@ -148,6 +155,19 @@ def test_credit_cdr_accepts_numbers_as_an_ocpi_partner_sends_them() -> None:
         {"id": "12345", "total_cost": {"excl_vat": 4.0, "incl_vat": 4.4}}, last_updated=START
     )
     assert credit["total_cost"] == {"excl_vat": "-4.0", "incl_vat": "-4.4"}
+
+
+def test_a_zero_total_cost_stays_zero_in_a_credit() -> None:
+    credit = credit_cdr(
+        {"id": "Z", "total_cost": {"excl_vat": "0", "incl_vat": 0}}, last_updated=START
+    )
+    assert credit["total_cost"] == {"excl_vat": "0", "incl_vat": "0"}  # never "-0"
+
+
+def test_a_credit_cdr_is_read_as_a_credit() -> None:
+    credit = credit_cdr(_cdr(), last_updated=START + minutes(600))
+    assert parse_cdr(credit).credit is True
+    assert parse_cdr(_cdr()).credit is False
 
 
 @pytest.mark.parametrize(
@@ -245,6 +265,8 @@ def test_cdr_period_with_time_and_parking_is_charging_then_parking() -> None:
             },
             "reservation period",
         ),
+        ({"credit": "yes"}, "credit must be true or false"),
+        ({"credit": True}, "needs its credit_reference_id"),
     ],
 )
 def test_invalid_cdr_is_refused_with_a_clear_message(change: dict[str, Any], message: str) -> None:

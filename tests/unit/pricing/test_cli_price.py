@@ -100,6 +100,63 @@ def test_price_reads_time_restrictions_in_the_given_time_zone(
     assert json.loads(berlin_out)["total_cost"]["excl_vat"] == "20"  # 11:00-12:00 local
 
 
+def test_price_of_a_credit_cdr_negates_total_cost_and_the_amount_to_charge(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    credit = {**CDR, "id": "CDR1-C", "credit": True, "credit_reference_id": "CDR1"}
+    code, out, err = _run(capsys, tmp_path, TARIFF, credit)
+    assert (code, err) == (0, "")
+    result = json.loads(out)
+    assert result["credit"] is True
+    assert result["total_cost"] == {"excl_vat": "-5", "incl_vat": "-5.5"}
+    assert result["amount_to_charge"] == {"excl_vat": "-5.00", "incl_vat": "-5.50"}
+    # As in the credit CDR itself (OCPI 2.2.1): the dimension totals stay as priced.
+    assert result["total_energy_cost"] == {"excl_vat": "5", "incl_vat": "5.5"}
+    _, original, _ = _run(capsys, tmp_path, TARIFF, CDR)
+    assert "credit" not in json.loads(original)
+
+
+@pytest.mark.parametrize(
+    ("restriction", "kwh", "start", "expected"),
+    [
+        ({"end_time": "06:00"}, 2, "2024-01-10T23:00:00Z", "1.1"),
+        ({"start_time": "22:00"}, 4, "2024-01-10T21:00:00Z", "2.2"),
+    ],
+    ids=["only-end-time", "only-start-time"],
+)
+def test_price_cuts_a_one_sided_time_window_at_local_midnight(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    restriction: dict[str, str],
+    kwh: int,
+    start: str,
+    expected: str,
+) -> None:
+    # Issue 13's cases: 1.00/kWh inside the window, else 0.10/kWh, priced in UTC.
+    one_sided = {
+        "id": "T1",
+        "currency": "EUR",
+        "elements": [
+            {
+                "price_components": [{"type": "ENERGY", "price": 1.00, "step_size": 1}],
+                "restrictions": restriction,
+            },
+            {"price_components": [{"type": "ENERGY", "price": 0.10, "step_size": 1}]},
+        ],
+    }
+    cdr = {
+        "currency": "EUR",
+        "start_date_time": start,
+        "end_date_time": "2024-01-11T01:00:00Z",
+        "charging_periods": [
+            {"start_date_time": start, "dimensions": [{"type": "ENERGY", "volume": kwh}]}
+        ],
+    }
+    code, out, _ = _run(capsys, tmp_path, one_sided, cdr)
+    assert code == 0
+    assert json.loads(out)["total_cost"]["excl_vat"] == expected
+
+
 @pytest.mark.parametrize(
     ("tariff", "cdr", "extra", "message"),
     [
