@@ -268,15 +268,23 @@ class Rule:
             return False
         if self.date_end is not None and m.local_date >= self.date_end:
             return False
-        start_s, end_s, now_s = self.time_start_s, self.time_end_s, m.local_second
-        if start_s is None:
-            return end_s is None or now_s < end_s
-        if end_s is None:
-            return now_s >= start_s
-        if start_s < end_s:
-            return start_s <= now_s < end_s
-        # Wraps past midnight (or start == end: the whole day).
-        return now_s >= start_s or now_s < end_s
+        return window_holds(self.time_start_s, self.time_end_s, m.local_second)
+
+
+def window_holds(start_s: int | None, end_s: int | None, now_s: int) -> bool:
+    """Whether the local second of the day `now_s` lies in a start/end_time window.
+
+    Seconds of the day as `Rule` holds them (an end "00:00" is 86 400, the end of the day).
+    One-sided: start alone runs to midnight, end alone from midnight.
+    """
+    if start_s is None:
+        return end_s is None or now_s < end_s
+    if end_s is None:
+        return now_s >= start_s
+    if start_s < end_s:
+        return start_s <= now_s < end_s
+    # Wraps past midnight (or start == end: the whole day).
+    return now_s >= start_s or now_s < end_s
 
 
 def _within(

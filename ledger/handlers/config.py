@@ -10,6 +10,7 @@ from ledger.batch import Batch
 from ledger.domain.configuration import EffectiveDated, config_id
 from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.tariff import parse_tariff
+from ledger.domain.tariff_lint import fatal, lint_tariff_text
 from ledger.handlers.lookups import config_as_of, require_tenant
 from ledger.handlers.subscriptions import change_subscription, check_plan
 from ledger.messages import (
@@ -68,6 +69,11 @@ def _validate(message: Configuration, batch: Batch) -> None:
                 f"tariff {message.tariff_id} is in {tariff.currency}, "
                 f"tenant bills in {tenant['currency']}"
             )
+        # Fatal lint findings refuse the tariff; the one in force keeps pricing sessions.
+        problems = fatal(lint_tariff_text(message.ocpi_tariff_json))
+        if problems:
+            reasons = "; ".join(str(p) for p in problems)
+            raise InvalidInput(f"tariff {message.tariff_id} refused: {reasons}")
     elif isinstance(message, LocationConfigured):
         _check_time_zone(message.time_zone, f"location {message.location_id}")
     elif isinstance(message, PartnerConfigured):
