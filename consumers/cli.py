@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.ingest",
     "consumers.commands.report",
     "consumers.commands.price",
+    "consumers.commands.tariff",
     "consumers.commands.cdr",
     "consumers.commands.receipt",
     "consumers.commands.consume",

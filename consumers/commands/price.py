@@ -77,6 +77,11 @@ def load_time_zone(name: str) -> ZoneInfo:
 
 def read_json(path: Path) -> object:
     """Decoded JSON with exact decimals; ValueError when the text is not JSON."""
+    return json.loads(read_text(path), parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a bounded input file; ValueError when it is not UTF-8."""
     try:
         with path.open("rb") as handle:
             data = handle.read(INPUT_FILE_BYTES_MAX + 1)
@@ -88,7 +93,7 @@ def read_json(path: Path) -> object:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text ({exc.reason})") from exc
-    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    return text
 
 
 def _refuse_constant(name: str) -> object:
