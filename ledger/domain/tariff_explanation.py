@@ -347,8 +347,12 @@ def _conditions(r: TariffRestrictions, words: Phrases) -> list[str]:
         (words.min_current, r.min_current_a),
         (words.max_current, r.max_current_a),
     )
-    out.extend(phrase.format(_number(v, words)) for phrase, v in bounds if v is not None)
-    if r.min_duration_s is not None:
+    lower = {words.min_kwh, words.min_power, words.min_current}
+    for phrase, value in bounds:
+        # A lower bound of 0 restricts nothing, so it is not worth a word.
+        if value is not None and not (value == 0 and phrase in lower):
+            out.append(phrase.format(_number(value, words)))
+    if r.min_duration_s:
         out.append(words.min_duration.format(_duration(r.min_duration_s, words)))
     if r.max_duration_s is not None:
         out.append(words.max_duration.format(_duration(r.max_duration_s, words)))
