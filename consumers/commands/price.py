@@ -22,7 +22,7 @@ from consumers.cli import CliError
 from ledger.domain.cdr import credit_cost_fields, parse_cdr
 from ledger.domain.errors import InvalidCdr, InvalidTariff
 from ledger.domain.pricing import cost_fields, price_session
-from ledger.domain.tariff import parse_tariff
+from ledger.domain.tariff import Tariff, parse_tariff
 
 INPUT_FILE_BYTES_MAX = 10_000_000  # a CDR with a period a minute for a week is ~2 MB
 
@@ -47,10 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     time_zone = load_time_zone(args.time_zone)
-    try:
-        tariff = parse_tariff(read_json(args.tariff))
-    except ValueError as exc:
-        raise InvalidTariff(f"tariff file {args.tariff} is not valid JSON: {exc}") from exc
+    tariff = read_tariff(args.tariff)
     try:
         cdr = parse_cdr(read_json(args.cdr))
     except ValueError as exc:
@@ -64,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     json.dump(credit_cost_fields(fields) if cdr.credit else fields, sys.stdout)
     sys.stdout.write("\n")
     return 0
+
+
+def read_tariff(path: Path) -> Tariff:
+    """The OCPI tariff in a file, or InvalidTariff / CliError saying what is wrong."""
+    try:
+        return parse_tariff(read_json(path))
+    except ValueError as exc:
+        raise InvalidTariff(f"tariff file {path} is not valid JSON: {exc}") from exc
 
 
 def load_time_zone(name: str) -> ZoneInfo:

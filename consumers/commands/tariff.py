@@ -15,9 +15,7 @@ import sys
 from pathlib import Path
 
 from consumers.cli import CliError
-from consumers.commands.price import load_time_zone, read_json, read_text
-from ledger.domain.errors import InvalidTariff
-from ledger.domain.tariff import parse_tariff
+from consumers.commands.price import load_time_zone, read_tariff, read_text
 from ledger.domain.tariff_explanation import LANGUAGES, explain_tariff
 from ledger.domain.tariff_lint import Severity, fatal, lint_tariff_text
 
@@ -48,10 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_explain(args: argparse.Namespace) -> int:
     time_zone = load_time_zone(args.time_zone)
-    try:
-        tariff = parse_tariff(read_json(args.tariff))
-    except ValueError as exc:
-        raise InvalidTariff(f"tariff file {args.tariff} is not valid JSON: {exc}") from exc
+    tariff = read_tariff(args.tariff)
     for line in explain_tariff(tariff, args.language, time_zone):
         sys.stdout.write(line + "\n")
     return 0
