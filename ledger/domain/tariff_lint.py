@@ -9,7 +9,8 @@ Fatal (the tariff would price differently from what its author wrote, or not at 
 - `duplicate_key`: a key given twice in one object (parsers disagree on which one wins);
 - `unknown_key`: a key OCPI does not define inside a price, price component or
   restriction (it would be ignored, so a price or a condition silently disappears), or
-  anywhere when it looks like a misspelled OCPI key (`dayOfWeek` for `day_of_week`);
+  anywhere when it looks like a misspelled OCPI key (`dayOfWeek` for `day_of_week`) or is
+  an OCPI key in the wrong object (`start_time` beside `restrictions`);
 - `contradictory_restriction`: min at or above max (kWh, current, power, duration),
   start_date at or after end_date: the element can never apply;
 - `negative_price`: a component, min_price or max_price below zero;
@@ -215,7 +216,10 @@ def _keys(
         if key in known:
             continue
         meant = _misspelling_of(key)
-        if meant is not None:
+        if meant == key:
+            message = f"key {key!r} does not belong here (it is ignored as written)"
+            out.append(Finding(Severity.FATAL, "unknown_key", f"{where}.{key}", message))
+        elif meant is not None:
             message = f"unknown key {key!r}: did you mean {meant!r}? (it is ignored as written)"
             out.append(Finding(Severity.FATAL, "unknown_key", f"{where}.{key}", message))
         else:

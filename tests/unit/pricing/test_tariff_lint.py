@@ -78,6 +78,14 @@ def test_unknown_keys_are_fatal_where_they_change_money_and_warn_elsewhere() -> 
     )
 
 
+def test_an_ocpi_key_in_the_wrong_object_is_fatal() -> None:
+    element = {**_energy(), "start_time": "22:00"}  # forgot the "restrictions" object
+    assert _lint(element) == [
+        "fatal: elements[0].start_time: key 'start_time' does not belong here (it is ignored"
+        " as written) [unknown_key]"
+    ]
+
+
 def test_a_duplicate_key_is_fatal() -> None:
     text = '{"id": "T1", "currency": "EUR", "elements": [{"price_components": [{"type": "ENERGY",' \
         ' "price": 0.3, "price": 0.03, "vat": 19, "step_size": 1}]}]}'
