@@ -262,6 +262,10 @@ class Configuration(Envelope):
 
 
 class TenantConfigured(Configuration):
+    # v2 added time_zone (schemas/history/TenantConfigured/v2.avsc).
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    schema_version: SchemaVersion = 2
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     preauth_hold_amount: NonNegDec
     preauth_stop_threshold_percent: Annotated[Dec, Field(gt=0, le=100)] = Decimal(95)
@@ -335,6 +339,10 @@ class SubscriptionChanged(Configuration):
 
 
 class PartnerConfigured(Configuration):
+    # v2 added payment_terms and payment_method_token (schemas/history/PartnerConfigured/v2.avsc).
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    schema_version: SchemaVersion = 2
     partner_id: Id
     billing_period: Literal["monthly", "quarterly", "semi_annual", "annual"]
     pool_limit: NonNegDec
