@@ -1,8 +1,19 @@
 """Avro on the wire: the schemas in `schemas/`, the codec, and the Kafka framing of a message.
 
-A Kafka message carries one schemaless Avro record (no registry id, no container header). Its
-type name travels in the header `type`, and its key is the aggregate's natural key, so every
-message about one aggregate lands on one partition and is read in order.
+A Kafka message carries one Avro record in the Avro single-object encoding: the marker
+0xC3 0x01, the 8-byte CRC-64-AVRO fingerprint (little-endian) of the writer schema's Parsing
+Canonical Form, then the record's binary body. Its type name travels in the header `type`,
+and its key is the aggregate's natural key, so every message about one aggregate lands on one
+partition and is read in order.
+
+Schema evolution: the reader looks the fingerprint up among every published version
+(`schemas/history/<Type>/vN.avsc`, `consumers/schema_history.py`) and reads the body with Avro
+schema resolution from that writer schema into the live one, so a v1 producer keeps working
+after the ledger moves to v2. An unknown fingerprint, or one of another type than the header
+says, is a bad message. A value without the marker was written before this framing existed
+(schemaless, always with v1) and is read as v1 of its header's type; it cannot be mistaken
+for a framed one, because every record starts with a string whose length would be the
+negative zigzag varint 0xC3 0x01. Why not a schema registry: docs/kafka.md.
 
 Errors: anything wrong with a message (bytes, header, schema or model) is raised as
 `ledger.domain.errors.InvalidMessage` with the reason, `from` the library's exception, so the
@@ -10,14 +21,13 @@ consumer can dead-letter it. A broken `schemas/` folder is `SchemaLoadError`: a 
 fault, never a bad message.
 
 Schemas are parsed once, on first use (`default_schemas()`), from `schemas/` next to this
-package, or from the folder in the environment variable `EVLEDGER_SCHEMAS_DIR`. Only
-`inbound/`, `outbound/` and `ocpp/` are live; `history/` holds the versions already published,
-for the compatibility tests.
+package, or from the folder in the environment variable `EVLEDGER_SCHEMAS_DIR`. The live
+schemas are `inbound/`, `outbound/` and `ocpp/`; `history/` holds every version already
+published, the latest equal to the live one.
 
-What schemaless records cannot tell: their type and the schema version they were written
-with. `decode` trusts the header for the type (the model then refuses most mislabelled
-messages, not all: two types of the same layout read as each other) and assumes the writer
-used the live schema, which holds while every schema is at v1.
+What the type header cannot tell alone: a mislabelled message written with this framing is
+caught by its fingerprint; an unframed (v1) one is caught by the model for most types, not
+all: two types of the same layout read as each other.
 """
 
 from __future__ import annotations
@@ -38,6 +48,13 @@ import fastavro
 import fastavro.schema
 from fastavro.types import Schema
 
+from consumers.schema_history import (
+    FINGERPRINT_BYTES,
+    HISTORY_FOLDER,
+    SchemaLoadError,
+    WriterSchema,
+    load_history,
+)
 from ledger.domain.errors import InvalidMessage
 from ledger.messages import (
     MESSAGE_TYPES,
@@ -59,10 +76,13 @@ from ledger.messages import (
 
 SCHEMAS_DIR_ENV = "EVLEDGER_SCHEMAS_DIR"
 SCHEMA_NAMESPACE = "evledger.v1"
-# The folders whose schemas are live; `history/` is left out on purpose.
+# The folders whose schemas are live; `history/` (every published version) is read apart.
 SCHEMA_FOLDERS: tuple[str, ...] = ("inbound", "outbound", "ocpp")
 TYPE_HEADER = "type"
 DEAD_LETTER_TYPE = "DeadLetter"
+# Avro single-object encoding: this marker, then the writer schema's fingerprint, then the body.
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+SINGLE_OBJECT_HEADER_BYTES = len(SINGLE_OBJECT_MARKER) + FINGERPRINT_BYTES
 
 # The largest messages the models bound (10,000 voucher codes, a 200,000-character tariff)
 # stay under 1 MiB, Kafka's default; 4 MiB leaves room for the lists the models leave
@@ -83,17 +103,17 @@ _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "b
 _DEAD_LETTER_ID_NAMESPACE = UUID("6f1c7a52-3b1e-5d4e-9a3c-2f8e1d0b7c64")
 
 
-class SchemaLoadError(Exception):
-    """The schema folder is missing, unreadable or inconsistent: fix the deployment."""
-
-
 @dataclasses.dataclass(frozen=True)
 class SchemaSet:
-    """Every live schema, as written (`raw`) and parsed for fastavro (`parsed`), by record name."""
+    """Every live schema, as written (`raw`) and parsed for fastavro (`parsed`), by record name,
+    and every published version of each message type (`history`, oldest first; `writers` by
+    fingerprint)."""
 
     directory: Path
     raw: Mapping[str, dict[str, Any]]
     parsed: Mapping[str, Schema]
+    history: Mapping[str, tuple[WriterSchema, ...]]
+    writers: Mapping[bytes, WriterSchema]
 
     def expanded(self, name: str) -> dict[str, Any]:
         """The schema with every referenced record inlined where first used: self-contained,
@@ -109,6 +129,34 @@ class SchemaSet:
             return self.parsed[name]
         except KeyError:
             raise InvalidMessage(f"unknown message type {name!r}") from None
+
+    def live_writer(self, name: str) -> WriterSchema:
+        """The version producers write now: the latest published one."""
+        return self.history[name][-1]
+
+    def writer_of(self, name: str, data: bytes) -> tuple[WriterSchema, int]:
+        """The schema that wrote `data`, a message of type `name`, and where its body starts."""
+        if not data.startswith(SINGLE_OBJECT_MARKER):
+            # Written before the single-object framing: schemaless, and schemas were all v1.
+            return self.history[name][0], 0
+        if len(data) < SINGLE_OBJECT_HEADER_BYTES:
+            raise InvalidMessage(
+                f"bytes are not a {name} record: {len(data)} bytes, shorter than the"
+                f" {SINGLE_OBJECT_HEADER_BYTES}-byte single-object header"
+            )
+        fingerprint = data[len(SINGLE_OBJECT_MARKER) : SINGLE_OBJECT_HEADER_BYTES]
+        writer = self.writers.get(fingerprint)
+        if writer is None:
+            raise InvalidMessage(
+                f"{name} written with an unknown schema (fingerprint {fingerprint.hex()}):"
+                " not a version in schemas/history; deploy the ledger that knows it"
+            )
+        if writer.type_name != name:
+            raise InvalidMessage(
+                f"header says {name} but the bytes were written with"
+                f" {writer.type_name} v{writer.version}"
+            )
+        return writer, SINGLE_OBJECT_HEADER_BYTES
 
 
 def schemas_dir() -> Path:
@@ -131,7 +179,14 @@ def load_schemas(directory: Path) -> SchemaSet:
             parsed[name] = fastavro.parse_schema(raw[name], named)
         except (fastavro.schema.SchemaParseException, ValueError, TypeError, KeyError) as exc:
             raise SchemaLoadError(f"{directory}: schema {name} does not parse: {exc}") from exc
-    return SchemaSet(directory=directory, raw=raw, parsed=parsed)
+    versioned = sorted(set(MESSAGE_TYPES) | {DEAD_LETTER_TYPE})
+    live = {name: _expand(raw[name], raw, seen=set(), depth=0) for name in versioned}
+    history = load_history(directory, live, versioned)
+    # Equal fingerprints mean equal canonical forms: equal bytes, so either version reads them.
+    writers = {w.fingerprint: w for versions in history.values() for w in versions}
+    return SchemaSet(
+        directory=directory, raw=raw, parsed=parsed, history=history, writers=writers
+    )
 
 
 @functools.cache
@@ -140,22 +195,39 @@ def default_schemas() -> SchemaSet:
     return load_schemas(schemas_dir())
 
 
+def record_live_version(directory: Path, name: str) -> Path:
+    """Write the live schema of message type `name`, expanded, as its next history version
+    (step 2 of schemas/README.md, 'Adding a version'); the path written. Reads only the live
+    folders, since the history check is what fails until this has run."""
+    if name not in set(MESSAGE_TYPES) | {DEAD_LETTER_TYPE}:
+        raise SchemaLoadError(f"{name!r} is not a message type: only those are versioned")
+    raw = _read_raw_schemas(directory)
+    live = _expand(raw[name], raw, seen=set(), depth=0)
+    folder = directory / HISTORY_FOLDER / name
+    count = len(list(folder.glob("v*.avsc")))
+    if count and json.loads((folder / f"v{count}.avsc").read_text(encoding="utf-8")) == live:
+        raise SchemaLoadError(f"{name}: the live schema is already v{count}")
+    target = folder / f"v{count + 1}.avsc"
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(live, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
 # ---------------------------------------------------------------- codec
 def encode(message: Envelope, schemas: SchemaSet | None = None) -> bytes:
-    """The message as one schemaless Avro record."""
+    """The message as one Avro record in single-object encoding, written with the live schema."""
     type_name = type(message).type_name()
     if MESSAGE_TYPES.get(type_name) is not type(message):
         raise InvalidMessage(f"{type(message).__qualname__} is not a wire message type")
-    schema = (schemas or default_schemas()).parsed_schema(type_name)
-    return _write(type_name, schema, message.model_dump(mode="json"))
+    return _write(type_name, schemas or default_schemas(), message.model_dump(mode="json"))
 
 
 def decode(type_name: str, data: bytes, schemas: SchemaSet | None = None) -> Envelope:
-    """The message of type `type_name` in `data`, validated by its pydantic model."""
+    """The message of type `type_name` in `data`, whichever published version wrote it, read
+    into the live schema and validated by its pydantic model."""
     if type_name not in MESSAGE_TYPES:
         raise InvalidMessage(f"unknown message type {type_name!r}")
-    schema = (schemas or default_schemas()).parsed_schema(type_name)
-    return parse_message(type_name, _read(type_name, schema, data))
+    return parse_message(type_name, _read(type_name, schemas or default_schemas(), data))
 
 
 # ---------------------------------------------------------------- Kafka framing
@@ -264,14 +336,12 @@ def dead_letter_for(
 
 
 def encode_dead_letter(dead_letter: DeadLetter, schemas: SchemaSet | None = None) -> bytes:
-    schema = (schemas or default_schemas()).parsed_schema(DEAD_LETTER_TYPE)
     record = dataclasses.asdict(dead_letter)
-    return _write(DEAD_LETTER_TYPE, schema, record)
+    return _write(DEAD_LETTER_TYPE, schemas or default_schemas(), record)
 
 
 def decode_dead_letter(data: bytes, schemas: SchemaSet | None = None) -> DeadLetter:
-    schema = (schemas or default_schemas()).parsed_schema(DEAD_LETTER_TYPE)
-    record = _read(DEAD_LETTER_TYPE, schema, data)
+    record = _read(DEAD_LETTER_TYPE, schemas or default_schemas(), data)
     try:
         return DeadLetter(**record)
     except TypeError as exc:
@@ -279,8 +349,10 @@ def decode_dead_letter(data: bytes, schemas: SchemaSet | None = None) -> DeadLet
 
 
 # ---------------------------------------------------------------- internals
-def _write(type_name: str, schema: Schema, record: dict[str, Any]) -> bytes:
+def _write(type_name: str, schemas: SchemaSet, record: dict[str, Any]) -> bytes:
+    schema = schemas.parsed_schema(type_name)
     buffer = io.BytesIO()
+    buffer.write(SINGLE_OBJECT_MARKER + schemas.live_writer(type_name).fingerprint)
     try:
         # strict: a field the schema lacks is an error, never silently dropped.
         fastavro.schemaless_writer(buffer, schema, record, strict=True)
@@ -292,12 +364,20 @@ def _write(type_name: str, schema: Schema, record: dict[str, Any]) -> bytes:
     return data
 
 
-def _read(type_name: str, schema: Schema, data: bytes) -> dict[str, Any]:
+def _read(type_name: str, schemas: SchemaSet, data: bytes) -> dict[str, Any]:
     if len(data) > MESSAGE_BYTES_MAX:
         raise InvalidMessage(f"{type_name} is {len(data)} bytes, over {MESSAGE_BYTES_MAX}")
+    live = schemas.parsed_schema(type_name)
+    writer, body_start = schemas.writer_of(type_name, data)
     buffer = io.BytesIO(data)
+    buffer.seek(body_start)
     try:
-        record = fastavro.schemaless_reader(buffer, schema, None)
+        if writer is schemas.live_writer(type_name):
+            record = fastavro.schemaless_reader(buffer, live, None)
+        else:
+            # Avro schema resolution: fields the writer lacked take the live default, fields
+            # the live schema dropped are skipped, promotions (int -> long) apply.
+            record = fastavro.schemaless_reader(buffer, writer.parsed, live)
     except Exception as exc:
         # Untrusted bytes make fastavro raise EOFError, IndexError, UnicodeDecodeError,
         # ValueError and more; each means the same thing here: not this record.

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    field_validator,
 )
 
 from ledger.domain.errors import InvalidMessage
@@ -138,16 +139,37 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+SchemaVersion = Annotated[int, Field(ge=1)]
+
+
 class Envelope(WireModel):
-    """Fields every message carries."""
+    """Fields every message carries.
+
+    `schema_version` is the version of the type's schema the producer wrote
+    (`schemas/history/<Type>/vN.avsc`); `SCHEMA_VERSION` is the latest this code knows, which
+    new messages default to. On Kafka the bytes name their writer schema themselves (see
+    `consumers/avro_codec.py`); in an event file this field is all there is, so a version newer
+    than this code knows is refused rather than read without its new fields.
+    """
 
     TOPIC: ClassVar[str] = ""
+    SCHEMA_VERSION: ClassVar[int] = 1
 
     event_id: Id
     tenant_id: Id
     occurred_at: Instant
     producer: Annotated[str, Field(min_length=1, max_length=64)]
-    schema_version: int = 1
+    schema_version: SchemaVersion = 1
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_schema_version(cls, version: int) -> int:
+        if version > cls.SCHEMA_VERSION:
+            raise ValueError(
+                f"{cls.__name__} v{version} is newer than this ledger knows"
+                f" (v{cls.SCHEMA_VERSION}): deploy the ledger that knows it first"
+            )
+        return version
 
     @classmethod
     def type_name(cls) -> str:
@@ -317,6 +339,10 @@ class Configuration(Envelope):
 
 
 class TenantConfigured(Configuration):
+    # v2 added time_zone (schemas/history/TenantConfigured/v2.avsc).
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    schema_version: SchemaVersion = 2
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     preauth_hold_amount: Amount
     preauth_stop_threshold_percent: Annotated[Dec, Field(gt=0, le=100)] = Decimal(95)
@@ -342,6 +368,10 @@ class TariffPublished(Configuration):
 
 
 class LocationConfigured(Configuration):
+    # v2 added country_code (schemas/history/LocationConfigured/v2.avsc).
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    schema_version: SchemaVersion = 2
     location_id: Id
     time_zone: Annotated[str, Field(min_length=1, max_length=64)]
     tariff_id: Id
@@ -350,6 +380,9 @@ class LocationConfigured(Configuration):
     open_access_evse_ids: list[Id] = Field(default_factory=list)
     owner_partner_id: Id | None = None
     preauth_hold_amount: Amount | None = None
+    # ISO 3166-1 alpha-3, as OCPI's Location.country and CdrLocation.country (v2; a v1
+    # producer sends none, and CDRs then take the country from the tariff's CPO).
+    country_code: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
 
 
 class DriverConfigured(Configuration):
@@ -383,6 +416,10 @@ class SubscriptionChanged(Configuration):
 
 
 class PartnerConfigured(Configuration):
+    # v2 added payment_terms and payment_method_token (schemas/history/PartnerConfigured/v2.avsc).
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    schema_version: SchemaVersion = 2
     partner_id: Id
     billing_period: Literal["monthly", "quarterly", "semi_annual", "annual"]
     pool_limit: Amount

@@ -334,6 +334,7 @@ def _full_builders() -> dict[str, Callable[[], Envelope]]:
             open_access_evse_ids=["evse-1", "evse-2"],
             owner_partner_id="partner-1",
             preauth_hold_amount=Decimal("75.00"),
+            country_code="DEU",
         ),
         "DriverConfigured": lambda: DriverConfigured(
             **e("DriverConfigured"),

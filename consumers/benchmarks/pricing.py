@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -78,8 +77,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--data-dir",
         type=Path,
         default=None,
-        help="the shared test data folder (default: $EVLEDGER_SHARED_DIR/data, else"
-        " ../shared/data beside the repository)",
+        help="the OCPI test data folder (default: tests/data/ocpi of the checkout)",
     )
     parser.set_defaults(handler=run)
 
@@ -106,10 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def default_data_dir() -> Path:
-    shared = os.environ.get("EVLEDGER_SHARED_DIR")
-    if shared:
-        return Path(shared) / "data"
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+    # The pricing tests' data, kept in the repository (tests/data/ocpi/PROVENANCE.md).
+    return Path(__file__).resolve().parents[2] / "tests" / "data" / "ocpi"
 
 
 def load_tariff_texts(data_dir: Path) -> list[str]:
@@ -121,7 +117,7 @@ def load_tariff_texts(data_dir: Path) -> list[str]:
         except OSError as exc:
             raise CliError(
                 f"cannot read bench tariff {path}: {exc.strerror or exc}"
-                " (set EVLEDGER_SHARED_DIR or --data-dir)"
+                " (run from a checkout or pass --data-dir)"
             ) from exc
     return texts
 

@@ -1,6 +1,6 @@
 """`ledger price`: price one session (an OCPI CDR) under an OCPI 2.2.1 tariff.
 
-Contract (../shared/data/README.md, "How pricing is checked"): reads the tariff and the CDR's
+Contract (tests/data/ocpi/README.md, "How pricing is checked"): reads the tariff and the CDR's
 charging_periods, start_date_time and end_date_time (its own total_* fields are ignored),
 prices in the location's time zone (default UTC), prints one JSON object with the OCPI CDR
 cost fields as exact decimal strings, plus `amount_to_charge` (rounded half up to the

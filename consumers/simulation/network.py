@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from ledger.domain.session_cdr import ALPHA3_OF_ALPHA2
 from ledger.messages import (
     Configuration,
     DriverConfigured,
@@ -379,6 +380,8 @@ def configuration_events(
             time_zone=location.time_zone, tariff_id=location.tariff_id,
             open_access=location.open_access,
             owner_partner_id=owners.get(location.location_id),
+            # OCPI's Location.country is alpha-3; every simulated location is in its CPO's country.
+            country_code=ALPHA3_OF_ALPHA2[tenant.country.code],
         ))
     for driver in tenant.drivers:
         events.append(DriverConfigured(

@@ -116,6 +116,9 @@ class Payer:
     stop_threshold_percent: Decimal
     partner: PartnerTerms | None = None
     subscription: SubscriptionTerms | None = None
+    # The location's own country (ISO 3166-1 alpha-3, LocationConfigured v2) for its CDR;
+    # None for locations configured without one and records stored before v2.
+    location_country: str | None = None
 
     def __post_init__(self) -> None:
         assert self.own_model is None or self.own_model in OWN_MODELS, self.own_model
@@ -142,6 +145,7 @@ class Payer:
             "subscription": (
                 None if self.subscription is None else self.subscription.to_record()
             ),
+            "location_country": self.location_country,
         }
 
     @classmethod
@@ -170,6 +174,7 @@ class Payer:
             subscription=(
                 None if subscription is None else SubscriptionTerms.from_record(subscription)
             ),
+            location_country=record.get("location_country"),
         )
 
 

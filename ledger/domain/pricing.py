@@ -14,7 +14,7 @@ How a price is found (OCPI 2.2.1 with its d2 errata; docs/pricing.md has the exa
    that dimension whose restrictions all hold at the period's start prices it. No match: that
    dimension is free there.
 3. Quantities are summed per component, then step_size is applied once per session (the
-   "edition rule", ../shared/data/README.md):
+   "edition rule", tests/data/ocpi/README.md):
    - ENERGY: the billable energy total is rounded up with the step of the last ENERGY
      component that priced energy; the extra is priced at that component.
    - TIME and PARKING_TIME: rounded once together, with the step of the last component that

@@ -2,7 +2,8 @@
 
 Built from the session's own facts (readings, the tariff and time zone frozen at start), so
 the CDR a roaming partner receives prices exactly as the ledger charged. The CPO's OCPI
-identity (country code and party id) is the tariff's.
+identity (country code and party id) is the tariff's; the location's country is the one its
+configuration gave (LocationConfigured v2), else the tariff's country as alpha-3.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def session_cdr(session: ChargingSession) -> dict[str, Any]:
     token_type = "AD_HOC_USER" if model == "ad_hoc_terminal" else (
         "RFID" if session.id_token else "OTHER")
     evse = session.evse_id or "1"
+    # Frozen at start from the location's configuration; None for sessions started before
+    # locations carried a country (or configured without one).
+    location_country = session.payer.location_country
     return build_cdr(
         cdr_id=session.transaction_id,
         country_code=country_code,
@@ -51,7 +55,7 @@ def session_cdr(session: ChargingSession) -> dict[str, Any]:
         ),
         cdr_location=CdrLocation(
             id=session.location_id,
-            country=ALPHA3_OF_ALPHA2.get(country_code, country_code),
+            country=location_country or ALPHA3_OF_ALPHA2.get(country_code, country_code),
             evse_uid=f"{session.charge_point_id}:{evse}",
             evse_id=f"{session.charge_point_id}*{evse}",
             connector_id="1",

@@ -171,6 +171,8 @@ def _start(
         stop_threshold_percent=Decimal(tenant["preauth_stop_threshold_percent"]),
         partner=decision.partner,
         subscription=decision.subscription,
+        # LocationConfigured v2; configuration stored from v1 has no such key.
+        location_country=location.get("country_code"),
     )
     session.resolve_payer(payer.to_record())
     if decision.billing_model is None:

@@ -41,12 +41,13 @@ from consumers.observability import Metrics
 from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
 from ledger.application import Ledger
+from ledger.domain.configuration import config_id
 from ledger.domain.inbox import DeadLetter
 from ledger.domain.wallet import Wallet
 from projections.database import open_read_model
 from projections.report import build_report
 from projections.runner import catch_up, ensure_schema
-from tests.builders import T0, driver, tenant, top_up
+from tests.builders import T0, driver, location, tenant, top_up
 
 pytestmark = pytest.mark.integration
 
@@ -196,6 +197,48 @@ def test_each_message_is_applied_once_and_undecodable_ones_are_dead_lettered_wit
     assert TYPE_HEADER in headerless.reason and headerless.type_name is None
     assert bytes_from_raw(headerless.payload) == encode(deposit)
     assert ledger.position(source) == 3
+
+
+def _v1_location_bytes(location_id: str) -> bytes:
+    """A LocationConfigured as a v1 producer wrote it before the single-object framing."""
+    import io
+    import json
+
+    import fastavro
+
+    v1 = json.loads((ROOT / "schemas/history/LocationConfigured/v1.avsc").read_text())
+    record = location(location_id, tenant_id="t1").model_dump(mode="json")
+    del record["country_code"]
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(v1, {}), {**record,
+                                                                       "schema_version": 1})
+    return buffer.getvalue()
+
+
+def test_v1_and_v2_locations_are_both_applied_and_an_unknown_schema_is_dead_lettered(
+    settings: Settings, ledger: Ledger, producer: Any
+) -> None:
+    publish(producer, settings, [tenant("t1")])
+    consume_until_caught_up(settings, ledger)
+    config_topic = settings.topic("config")
+    v2 = location("L2", tenant_id="t1", country_code="AUT")
+    unknown = encode(location("L3", tenant_id="t1"))
+    unknown = unknown[:2] + bytes(8) + unknown[10:]  # a fingerprint no version has
+    for data in (_v1_location_bytes("L1"), encode(v2), unknown):
+        publish_raw(producer, config_topic, data, key_for(v2), headers_for(v2))
+
+    outcomes = consume_until_caught_up(settings, ledger)
+
+    assert totals(outcomes)["applied"] == 2 and totals(outcomes)["dead_lettered"] == 1
+    moment = T0 + timedelta(days=1)
+    found = {
+        loc: ledger.repository.get(config_id("location", "t1", loc)).as_of(moment)
+        for loc in ("L1", "L2")
+    }
+    assert found["L1"]["time_zone"] == found["L2"]["time_zone"] == "Europe/Berlin"
+    assert (found["L1"]["country_code"], found["L2"]["country_code"]) == (None, "AUT")
+    (letter,) = dead_letters(ledger)
+    assert "written with an unknown schema (fingerprint 0000000000000000)" in letter.reason
 
 
 def test_a_message_on_the_wrong_topic_is_dead_lettered_not_applied(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from consumers.cli import main
-from tests.unit.pricing.shared_data import peer_dir
+from tests.unit.pricing.ocpi_data import peer_dir
 
 TARIFF = {
     "id": "T1",

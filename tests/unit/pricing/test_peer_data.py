@@ -1,4 +1,4 @@
-"""The independent engine's test data (tandemdrive/ocpi-tariffs 0.6.1, in ../shared/data):
+"""The independent engine's test data (tandemdrive/ocpi-tariffs 0.6.1, in tests/data/ocpi):
 every CDR prices to its own total_* fields through `ledger price`, every tariff parses."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from consumers.cli import main
 from ledger.domain.tariff import parse_tariff, tariff_to_dict
-from tests.unit.pricing.shared_data import peer_cdr_files, peer_dir, peer_tariff_files
+from tests.unit.pricing.ocpi_data import peer_cdr_files, peer_dir, peer_tariff_files
 
 CDR_FILES = peer_cdr_files()
 TARIFF_FILES = peer_tariff_files()

@@ -30,7 +30,7 @@ from ledger.domain.pricing import (
 )
 from ledger.domain.tariff import Tariff, parse_tariff
 from tests.unit.pricing.builders import BERLIN, component, element, tariff, utc
-from tests.unit.pricing.shared_data import peer_tariff_files, spec_vectors
+from tests.unit.pricing.ocpi_data import peer_tariff_files, spec_vectors
 
 settings.register_profile(
     "pricing",
@@ -40,7 +40,7 @@ settings.register_profile(
 )
 settings.load_profile("pricing")
 
-# Every tariff of the shared data (all valid in the first half of 2019, where sessions fall).
+# Every tariff of the OCPI test data (all valid in the first half of 2019, where sessions fall).
 TARIFFS: list[Tariff] = [
     parse_tariff(json.loads(p.read_text(encoding="utf-8"))) for p in peer_tariff_files()
 ] + [parse_tariff(v["tariff"]) for v in spec_vectors()]

@@ -16,7 +16,7 @@ import pytest
 from ledger.domain.cdr import parse_cdr
 from ledger.domain.pricing import Cost, SessionPrice, price_session
 from ledger.domain.tariff import parse_tariff
-from tests.unit.pricing.shared_data import spec_vectors
+from tests.unit.pricing.ocpi_data import spec_vectors
 
 VECTORS = spec_vectors()
 CENT = Decimal("0.01")

@@ -57,3 +57,17 @@ def test_configuration_starts_with_the_tenant_and_covers_the_network() -> None:
     auto = [d for d in drivers if d.auto_top_up_amount is not None]
     assert auto and all(d.auto_top_up_threshold is not None for d in auto)
     assert len({e.event_id for e in events}) == len(events)
+
+
+def test_every_simulated_location_is_in_its_operators_country_as_ocpi_spells_it() -> None:
+    from datetime import UTC, datetime
+
+    countries = {}
+    for index in (0, 3):  # Germany, Austria
+        tenant = build_tenant(index, 20, random.Random(2))
+        events = configuration_events(tenant, datetime(2026, 3, 3, tzinfo=UTC),
+                                      EventIds(tenant.tenant_id))
+        countries[tenant.country.code] = {
+            e.country_code for e in events if isinstance(e, LocationConfigured)
+        }
+    assert countries == {"DE": {"DEU"}, "AT": {"AUT"}}

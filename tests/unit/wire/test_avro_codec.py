@@ -51,7 +51,8 @@ def test_every_message_decodes_to_an_equal_message(message: Envelope) -> None:
 def test_avro_record_is_the_json_form_of_the_message(message: Envelope) -> None:
     # CONTRACT.md: an event line's `event` is the JSON form of the Avro record.
     schema = default_schemas().parsed[message.type_name()]
-    record = fastavro.schemaless_reader(io.BytesIO(encode(message)), schema, None)
+    body = io.BytesIO(encode(message)[avro_codec.SINGLE_OBJECT_HEADER_BYTES :])
+    record = fastavro.schemaless_reader(body, schema, None)
 
     assert record == message.model_dump(mode="json")
 
@@ -215,10 +216,11 @@ def test_a_missing_schema_folder_is_a_schema_load_error(tmp_path: Path) -> None:
 
 
 def _copy_schemas(target: Path) -> Path:
-    for path in schemas_dir().glob("*/*.avsc"):
-        if path.parent.name in avro_codec.SCHEMA_FOLDERS:
-            (target / path.parent.name).mkdir(parents=True, exist_ok=True)
-            (target / path.parent.name / path.name).write_text(path.read_text())
+    """A copy of the live folders and the history."""
+    for path in schemas_dir().glob("**/*.avsc"):
+        copied = target / path.relative_to(schemas_dir())
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        copied.write_text(path.read_text())
     return target
 
 
