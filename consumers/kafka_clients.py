@@ -16,6 +16,7 @@ from consumers.settings import Settings
 from ledger.limits import (
     CONSUMER_HEARTBEAT_INTERVAL_MS_MAX,
     CONSUMER_MAX_POLL_INTERVAL_MS,
+    CONSUMER_METADATA_MAX_AGE_MS,
     KAFKA_REQUEST_TIMEOUT_MS,
     POLL_RECORDS_MAX,
     PRODUCER_DELIVERY_TIMEOUT_MS,
@@ -93,6 +94,7 @@ def consumer(settings: Settings) -> Any:
         max_poll_interval_ms=CONSUMER_MAX_POLL_INTERVAL_MS,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=heartbeat_ms,
+        metadata_max_age_ms=CONSUMER_METADATA_MAX_AGE_MS,
         # Incremental rebalancing: a partition that stays with us is not revoked and re-sought
         # when another member joins or leaves, and aggregates stay warm in the cache.
         partition_assignment_strategy=(CooperativeStickyAssignor,),

@@ -56,6 +56,11 @@ CONSUMER_HEARTBEAT_INTERVAL_MS_MAX = 3_000
 # most BATCH_MESSAGES_MAX messages, retried BATCH_CONFLICT_RETRIES_MAX times on conflicts,
 # each attempt bounded by the store's 30 s lock timeout) must fit with room to spare.
 CONSUMER_MAX_POLL_INTERVAL_MS = 300_000
+# How old a member's topic metadata may get. A group leader that assigned partitions while a
+# topic's metadata was missing (just created, a busy broker) rejoins once fresh metadata shows
+# them: this bounds that wait (kafka-python's default is 5 minutes); a metadata request per
+# member every 15 s costs the broker nothing.
+CONSUMER_METADATA_MAX_AGE_MS = 15_000
 # close() leaves the group and may commit; bounded so SIGTERM always ends the process.
 CONSUMER_CLOSE_TIMEOUT_MS = 10_000
 # An advisory offset commit (the database owns positions): never worth waiting long for.
