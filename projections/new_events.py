@@ -16,6 +16,7 @@ notifications: the wait is a sleep. Every wait returns at once when `stop` is se
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -64,21 +65,25 @@ class _Listener:
         self._open()
 
     def wait(self, timeout_s: float) -> None:
-        if self._stop.is_set():
-            return
-        if self._connection is None:
-            self._open()
-        connection = self._connection
-        if connection is None:
-            self._stop.wait(timeout_s)
-            return
-        try:
-            for _notify in connection.notifies(timeout=timeout_s, stop_after=1):
-                pass
-        except psycopg.OperationalError:
-            # The connection dropped: poll this round, reconnect at the next wait.
-            self.close()
-            self._stop.wait(timeout_s)
+        deadline_s = time.monotonic() + timeout_s
+        # At most two rounds: a connection found dropped is reopened once, at once.
+        for _round in range(2):
+            if self._stop.is_set():
+                return
+            if self._connection is None:
+                self._open()
+            connection = self._connection
+            left_s = max(deadline_s - time.monotonic(), 0.0)
+            if connection is None:
+                self._stop.wait(left_s)  # cannot listen now: poll, reconnect next time
+                return
+            try:
+                for _notify in connection.notifies(timeout=left_s, stop_after=1):
+                    pass
+                return
+            except psycopg.OperationalError:
+                self.close()
+        self._stop.wait(max(deadline_s - time.monotonic(), 0.0))
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
