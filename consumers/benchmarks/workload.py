@@ -61,7 +61,7 @@ class Size:
 
 
 SIZES = {
-    "small": Size(sessions=20, stop_samples=10),  # CI: well under a minute
+    "small": Size(sessions=10, stop_samples=5),  # CI: about a minute, mostly process start-up
     "default": Size(sessions=300, stop_samples=50),  # the README's day
     "large": Size(sessions=1_000, stop_samples=100),
 }
