@@ -35,7 +35,7 @@ from consumers.store import open_ledger
 from ledger.application import Ledger
 from ledger.messages import Envelope, PaymentCommand, PaymentResult, parse_message
 from projections.database import open_read_model
-from projections.runner import stored_position
+from projections.runner import ensure_schema, stored_position
 
 # The whole pipeline must be quiet this many checks in a row, this far apart, to be done: a
 # PSP answer in flight (relay -> PSP -> Kafka -> consume) shows up within one interval.
@@ -83,6 +83,7 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
     """Steps 1-3 on fresh topics (`settings.topic_prefix`) and an empty store; then, with
     the day applied and the stack still running, `stop_samples` stop latencies."""
     _lines, messages = day_messages(sessions)
+    create_store(settings.store_url)
     stack = Stack(settings, logs)
     stack.start()
     try:
@@ -115,6 +116,15 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
         end_to_end_ratio=round(ledger_rate / raw_rate, 4), consume_peak_rss_kb=peak_rss_kb,
         stop_latency=stop_latency,
     )
+
+
+def create_store(store_url: str) -> None:
+    """Every table the processes use, created before they start: processes creating them at
+    the same instant on an empty database fail (docs/kafka.md, "Start members one at a time")."""
+    with closing(open_ledger(store_url)) as ledger, closing(open_read_model(ledger)) as db:
+        ensure_schema(db)
+    factory, _tracking = open_relay_tracking(store_url)
+    factory.close()
 
 
 def _started(logs: Path, name: str) -> bool:
