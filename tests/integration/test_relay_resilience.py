@@ -30,9 +30,13 @@ from consumers.settings import Settings
 from consumers.store import open_ledger
 from projections.new_events import NewEventsWait, new_events_signal
 from tests.builders import LedgerDriver, driver, tenant, top_up
-from tests.integration.test_relay import READ_DEADLINE_S, make_settings
+from tests.integration import test_relay
+from tests.integration.test_relay import READ_DEADLINE_S
 
 pytestmark = pytest.mark.integration
+
+# The relay tests' fixture: a fresh database and fresh topics.
+settings = test_relay.settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # A wait far longer than any deadline below: returning before it proves the NOTIFY woke it.
@@ -41,18 +45,6 @@ LONG_WAIT_S = 600.0
 DEADLINE_S = 60.0
 # SIGTERM must end the relay promptly even while it waits for connections.
 STOP_DEADLINE_S = 15.0
-
-
-@pytest.fixture
-def settings(fresh_database: str, kafka_bootstrap_servers: str, fresh_topic_prefix: str
-             ) -> Settings:
-    from consumers import kafka_clients
-    from consumers.commands.topics import create_topics
-
-    found = make_settings(fresh_database, kafka_bootstrap_servers, fresh_topic_prefix)
-    with closing(kafka_clients.admin(found)) as admin:
-        create_topics(admin, found.all_topics(), partitions=3, replication_factor=1)
-    return found
 
 
 def issue_top_ups(store_url: str, count: int, first: int = 0) -> None:
@@ -113,6 +105,16 @@ def events(log_path: Path, name: str) -> list[dict[str, Any]]:
     return [line for line in log_lines(log_path) if line.get("event") == name]
 
 
+@contextmanager
+def killed_if_left_running(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def stop_and_wait(process: subprocess.Popen[bytes]) -> tuple[int, float]:
     started_s = time.monotonic()
     process.send_signal(signal.SIGTERM)
@@ -170,7 +172,7 @@ def test_relay_under_connection_exhaustion_logs_every_attempt_resumes_and_exits_
     issue_top_ups(settings.store_url, 3)
     log_path = tmp_path / "relay.log"
     process = start_relay(settings, log_path)
-    try:
+    with killed_if_left_running(process):
         wait_until(lambda: relay_position(settings.store_url) > 0 or process.poll() is not None,
                    DEADLINE_S, "relay publishing the first page")
         published = relay_position(settings.store_url)
@@ -192,10 +194,6 @@ def test_relay_under_connection_exhaustion_logs_every_attempt_resumes_and_exits_
             wait_until(lambda: len(events(log_path, "database_unavailable")) >= count + 2
                        or process.poll() is not None, DEADLINE_S, "relay waiting again")
             return_code, seconds = stop_and_wait(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert return_code == 0, log_path.read_text()
     assert seconds < STOP_DEADLINE_S
     assert events(log_path, "stopped")
@@ -207,14 +205,10 @@ def test_relay_started_while_the_database_refuses_connections_waits_and_exits_ze
     log_path = tmp_path / "relay.log"
     with exhausted(database_url, settings.store_url):
         process = start_relay(settings, log_path)
-        try:
+        with killed_if_left_running(process):
             wait_until(lambda: len(events(log_path, "database_unavailable")) >= 2
                        or process.poll() is not None, DEADLINE_S, "relay logging attempts")
             return_code, _seconds = stop_and_wait(process)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
     assert return_code == 0, log_path.read_text()
     assert "too many connections" in events(log_path, "database_unavailable")[-1]["error"]
     assert events(log_path, "stopped")
