@@ -16,7 +16,7 @@ $KAFKA_BOOTSTRAP_SERVERS (fresh topics per run). The measures and their baseline
 - stop_latency_p50_ms / _p99_ms: meter update over a hold's limit -> stop readable on Kafka
   (consumers/benchmarks/stop_latency.py);
 - rss_growth_ratio: peak RSS of `ledger consume` at N sessions over N/10;
-- hot_pool_ratio: null until corporate partner pools exist.
+- hot_pool_ratio: null, not measured yet (HOT_POOL_NOTE).
 Every ratio is "ledger speed over raw speed" (1.0: as fast as the raw baseline).
 """
 
@@ -50,8 +50,9 @@ SERVICES_HINT = ("`ledger bench` starts no services; start them first, e.g. "
 # A local server answers a connection in milliseconds; a missing one must not hang the bench.
 SERVICE_CONNECT_TIMEOUT_S = 5
 TOPIC_PARTITIONS = 3
-HOT_POOL_NOTE = ("null until corporate partner pools exist (being built): then all sessions"
-                 " on one pool over the same load spread over many pools")
+HOT_POOL_NOTE = ("not measured yet: corporate partner pools landed while this bench was built;"
+                 " to come: the same day with every session on one partner's pool over the"
+                 " same load spread over many pools, with two consume members")
 
 
 @dataclass(frozen=True, slots=True)
