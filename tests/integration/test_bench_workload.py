@@ -14,11 +14,11 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-# The small run takes about a minute on the 2-core machine (mostly process start-up); the
-# deadline is for a stuck run, not a slow one.
+# The small run takes one to two minutes on the busy 2-core machine (mostly process start-up);
+# the deadline is for a stuck run, not a slow one.
 SMALL_RUN_DEADLINE_S = 600
 RATIO_KEYS = ("end_to_end_ratio", "ingest_ratio", "store_write_ratio", "projection_ratio",
-              "rebuild_ratio", "rss_growth_ratio")
+              "rebuild_ratio")
 LATENCY_KEYS = ("stop_latency_p50_ms", "stop_latency_p99_ms")
 
 
@@ -42,8 +42,9 @@ def test_ledger_bench_small_prints_every_measure_as_one_json_object(
               f"{json.dumps({k: figures[k] for k in (*RATIO_KEYS, *LATENCY_KEYS)})}")
     for key in (*RATIO_KEYS, *LATENCY_KEYS):
         assert isinstance(figures[key], float) and figures[key] > 0, (key, figures[key])
-    assert figures["hot_pool_ratio"] is None
-    assert "hot_pool_ratio" in figures["notes"]
+    # Not measured at this size, each with a note saying why.
+    for key in ("hot_pool_ratio", "rss_growth_ratio"):
+        assert figures[key] is None and key in figures["notes"]
     day = figures["details"]["day"]
     assert day["consumed"] == day["published"] + day["psp_answers"]
 
