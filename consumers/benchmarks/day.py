@@ -99,14 +99,15 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
             _wait(stack, _quiet_check(settings, ledger), DAY_DEADLINE_S, "the day applied")
             ledger_seconds = time.perf_counter() - started_s
             peak_rss_kb = stack.peak_rss_kb("consume")
+            # The day's records only: the stop latency below publishes more.
+            inbound = settings.inbound_topics()
+            consumed = sum(end_offsets(settings, inbound).values())
+            psp_answers = sum(
+                end_offsets(settings, [settings.topic(PaymentResult.TOPIC)]).values())
             stop_latency = (measure_stop_latency(settings, ledger, stop_samples)
                             if stop_samples else None)
     finally:
         stack.stop()
-    inbound = settings.inbound_topics()
-    ends = end_offsets(settings, inbound)
-    consumed = sum(ends.values())
-    psp_answers = sum(end_offsets(settings, [settings.topic(PaymentResult.TOPIC)]).values())
     raw_seconds = raw_consume_seconds(settings, inbound, consumed)
     ledger_rate, raw_rate = consumed / ledger_seconds, consumed / raw_seconds
     return DayRun(
