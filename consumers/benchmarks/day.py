@@ -101,9 +101,9 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
             peak_rss_kb = stack.peak_rss_kb("consume")
             # The day's records only: the stop latency below publishes more.
             inbound = settings.inbound_topics()
-            consumed = sum(end_offsets(settings, inbound).values())
-            psp_answers = sum(
-                end_offsets(settings, [settings.topic(PaymentResult.TOPIC)]).values())
+            ends = end_offsets(settings, inbound)
+            consumed = sum(ends.values())
+            psp_answers = _records_of(settings.topic(PaymentResult.TOPIC), ends)
             stop_latency = (measure_stop_latency(settings, ledger, stop_samples)
                             if stop_samples else None)
     finally:
@@ -157,14 +157,18 @@ def _quiet_check(settings: Settings, ledger: Ledger) -> Callable[[], bool]:
     return check
 
 
+def _records_of(topic: str, ends: dict[str, int]) -> int:
+    """Records of `topic` in end offsets per source (`kafka:topic:partition`)."""
+    return sum(end for source, end in ends.items()
+               if (parse_source(source) or ("", 0))[0] == topic)
+
+
 def _pipeline_quiet(settings: Settings, ledger: Ledger) -> bool:
     inbound = end_offsets(settings, settings.inbound_topics())
     if behind(ledger, inbound):
         return False
     commands = sum(end_offsets(settings, [settings.topic(PaymentCommand.TOPIC)]).values())
-    results_topic = settings.topic(PaymentResult.TOPIC)
-    answers = sum(end for source, end in inbound.items()
-                  if (parse_source(source) or ("", 0))[0] == results_topic)
+    answers = _records_of(settings.topic(PaymentResult.TOPIC), inbound)
     if answers < commands:
         return False
     last_id = ledger.recorder.max_notification_id() or 0
