@@ -96,14 +96,17 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
                 published = publish(producer, settings, messages)
             finally:
                 producer.close()
-            _wait(stack, _quiet_check(settings, ledger), DAY_DEADLINE_S, "the day applied")
+            # psp.results also carries the day's terminal authorizations, published above.
+            not_answers = sum(1 for m in messages if m.TOPIC == PaymentResult.TOPIC)
+            _wait(stack, _quiet_check(settings, ledger, not_answers), DAY_DEADLINE_S,
+                  "the day applied")
             ledger_seconds = time.perf_counter() - started_s
             peak_rss_kb = stack.peak_rss_kb("consume")
             # The day's records only: the stop latency below publishes more.
             inbound = settings.inbound_topics()
             ends = end_offsets(settings, inbound)
             consumed = sum(ends.values())
-            psp_answers = _records_of(settings.topic(PaymentResult.TOPIC), ends)
+            psp_answers = _records_of(settings.topic(PaymentResult.TOPIC), ends) - not_answers
             stop_latency = (measure_stop_latency(settings, ledger, stop_samples)
                             if stop_samples else None)
     finally:
@@ -142,7 +145,7 @@ def _wait(stack: Stack, condition: Callable[[], bool], deadline_s: float, what: 
         time.sleep(QUIET_CHECK_INTERVAL_S / 4)
 
 
-def _quiet_check(settings: Settings, ledger: Ledger) -> Callable[[], bool]:
+def _quiet_check(settings: Settings, ledger: Ledger, not_answers: int) -> Callable[[], bool]:
     quiet_in_a_row = 0
     last_check_s = 0.0
 
@@ -151,7 +154,8 @@ def _quiet_check(settings: Settings, ledger: Ledger) -> Callable[[], bool]:
         if time.monotonic() - last_check_s < QUIET_CHECK_INTERVAL_S:
             return False
         last_check_s = time.monotonic()
-        quiet_in_a_row = quiet_in_a_row + 1 if _pipeline_quiet(settings, ledger) else 0
+        quiet = _pipeline_quiet(settings, ledger, not_answers)
+        quiet_in_a_row = quiet_in_a_row + 1 if quiet else 0
         return quiet_in_a_row >= QUIET_CHECKS
 
     return check
@@ -163,12 +167,12 @@ def _records_of(topic: str, ends: dict[str, int]) -> int:
                if (parse_source(source) or ("", 0))[0] == topic)
 
 
-def _pipeline_quiet(settings: Settings, ledger: Ledger) -> bool:
+def _pipeline_quiet(settings: Settings, ledger: Ledger, not_answers: int) -> bool:
     inbound = end_offsets(settings, settings.inbound_topics())
     if behind(ledger, inbound):
         return False
     commands = sum(end_offsets(settings, [settings.topic(PaymentCommand.TOPIC)]).values())
-    answers = _records_of(settings.topic(PaymentResult.TOPIC), inbound)
+    answers = _records_of(settings.topic(PaymentResult.TOPIC), inbound) - not_answers
     if answers < commands:
         return False
     last_id = ledger.recorder.max_notification_id() or 0
