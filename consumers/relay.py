@@ -19,14 +19,24 @@ A crash between 2 and 3 re-sends the page after restart under the SAME ids (the 
 is the message's `event_id`; a dead letter's id derives from its source position and bytes):
 at least once, with stable ids that the PSP, the CSMS and dead-letter readers deduplicate.
 Nothing is ever skipped and no new id is ever minted.
+
+Waking: when idle, the relay waits for PostgreSQL's NOTIFY of newly committed events (the
+projector's mechanism, projections/new_events.py) and polls every RELAY_IDLE_POLL_MS anyway;
+on SQLite it polls. Losing the database (restart, too many connections) is ridden through:
+the page is retried from the stored position once a probe connection opens again
+(consumers/reconnect.py: bounded backoff, one JSON line per attempt). A stop request ends a
+read, a wait or step 3 at once (nothing half done: an unstored page is re-sent under the
+same ids), and lets step 2 finish.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +46,17 @@ from eventsourcing.utils import Environment, get_topic
 from consumers.avro_codec import dead_letter_for, encode, encode_dead_letter, headers_for
 from consumers.consumer_loop import bytes_from_raw, parse_source
 from consumers.observability import Metrics, get_logger, log_event
+from consumers.reconnect import DATABASE_UNAVAILABLE, wait_for_database
 from consumers.settings import Settings
-from consumers.store import ledger_env
+from consumers.signals import interruptible
+from consumers.store import STORE_CONNECT_TIMEOUT_S, ledger_env
 from ledger.application import Ledger
 from ledger.domain.inbox import DeadLetter
 from ledger.domain.outbox import OutboundCommand
 from ledger.limits import RELAY_BATCH_COMMANDS_MAX, RELAY_FLUSH_TIMEOUT_MS, RELAY_IDLE_POLL_MS
 from ledger.messages import DEAD_LETTER_TOPIC, MESSAGE_TYPES
+from projections.database import ledger_conninfo
+from projections.new_events import new_events_signal
 
 # The relay's tracking row: "the relay's position in the ledger's notification log".
 RELAY_TRACKING_NAME = "relay:ledger"
@@ -56,6 +70,19 @@ _RECORDED: type[Any] = vars(DeadLetter)["Recorded"]
 ISSUED_TOPIC = get_topic(_ISSUED)
 DEAD_LETTER_RECORDED_TOPIC = get_topic(_RECORDED)
 RELAYED_TOPICS = (ISSUED_TOPIC, DEAD_LETTER_RECORDED_TOPIC)
+
+
+def _interruptible_by(stop: threading.Event | None) -> AbstractContextManager[None]:
+    return nullcontext() if stop is None else interruptible(stop)
+
+
+def without_library_retries(method: Any) -> Any:
+    """`method` of an eventsourcing recorder without its `@retry` (ten silent attempts, each
+    waiting for the pool: 9 s of silence with a 1 s connect timeout, measured). The relay
+    retries on its own, logging each attempt (consumers/reconnect.py); a method that is not
+    decorated is returned as it is."""
+    function = getattr(getattr(method, "__func__", None), "__wrapped__", None)
+    return method if function is None else functools.partial(function, method.__self__)
 
 
 class RelayError(Exception):
@@ -74,10 +101,15 @@ class Outgoing:
     message_id: str  # the command id, or the dead letter's id: stable across re-sends
 
 
-def open_relay_tracking(store_url: str) -> tuple[InfrastructureFactory[Any], TrackingRecorder]:
+def open_relay_tracking(
+    store_url: str, connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S
+) -> tuple[InfrastructureFactory[Any], TrackingRecorder]:
     """The relay's own tracking recorder in the ledger's database (caller closes the factory)."""
     factory: InfrastructureFactory[Any] = InfrastructureFactory.construct(
-        Environment(name=RELAY_RECORDER_NAME, env=ledger_env(store_url))
+        Environment(
+            name=RELAY_RECORDER_NAME,
+            env=ledger_env(store_url, connect_timeout_s=connect_timeout_s),
+        )
     )
     recorder = factory.tracking_recorder()
     return factory, recorder
@@ -94,28 +126,46 @@ class Relay:
         self._settings = settings
         self._metrics = metrics
         self._log = logger or get_logger("relay")
+        self._select_notifications = without_library_retries(
+            ledger.recorder.select_notifications
+        )
+        self._max_tracking_id = without_library_retries(tracking.max_tracking_id)
+        self._insert_tracking = without_library_retries(tracking.insert_tracking)
 
     def position(self) -> int:
         """The last ledger notification id published (0: none yet)."""
-        return self._tracking.max_tracking_id(RELAY_TRACKING_NAME) or 0
+        return self._max_tracking_id(RELAY_TRACKING_NAME) or 0
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            if self.run_once() == 0:
-                stop.wait(RELAY_IDLE_POLL_MS / 1_000)
+        """Publish pages until `stop` is set (or StopRequested: see consumers/signals.py)."""
+        conninfo = ledger_conninfo(self._ledger)
+        with new_events_signal(self._ledger, stop) as wait_for_new_events:
+            while not stop.is_set():
+                try:
+                    published = self.run_once(stop)
+                except DATABASE_UNAVAILABLE as exc:
+                    with interruptible(stop):
+                        wait_for_database(conninfo, exc, stop, self._log)
+                    continue
+                if published == 0:
+                    with interruptible(stop):
+                        wait_for_new_events(RELAY_IDLE_POLL_MS / 1_000)
 
-    def run_once(self) -> int:
-        """Publish one page; the number of records published."""
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Publish one page; the number of records published. With `stop`, a stop signal
+        ends steps 1 and 3 at once (StopRequested), never step 2."""
         started = time.perf_counter()
-        position = self.position()
-        # 1. The next page of the outbox, after our own position.
-        page = self.read_page(position)
+        with _interruptible_by(stop):
+            position = self.position()
+            # 1. The next page of the outbox, after our own position.
+            page = self.read_page(position)
         if not page:
             return 0
         # 2. Send in order and flush: all acknowledged, or RelayError and nothing stored.
         self.publish(page)
         # 3. Only then move our position.
-        self.store_position(position, page)
+        with _interruptible_by(stop):
+            self.store_position(position, page)
         log_event(
             self._log, "page_published", from_position=position,
             to_position=page[-1].notification_id, records=len(page),
@@ -124,7 +174,7 @@ class Relay:
         return len(page)
 
     def read_page(self, position: int) -> list[Outgoing]:
-        notifications = self._ledger.recorder.select_notifications(
+        notifications = self._select_notifications(
             start=position, limit=RELAY_BATCH_COMMANDS_MAX, topics=RELAYED_TOPICS,
             inclusive_of_start=False,
         )
@@ -153,7 +203,7 @@ class Relay:
         new_position = page[-1].notification_id
         assert new_position > previous, f"relay position must grow: {previous} -> {new_position}"
         # Raises IntegrityError if another relay stored this position or a later one first.
-        self._tracking.insert_tracking(Tracking(RELAY_TRACKING_NAME, new_position))
+        self._insert_tracking(Tracking(RELAY_TRACKING_NAME, new_position))
         self._metrics.relay_position.set(new_position)
 
     # ------------------------------------------------------------------ records

@@ -29,7 +29,13 @@ def store_url_from(arg: str | None) -> str:
     return arg or os.environ.get(STORE_ENV_VAR) or DEFAULT_STORE_URL
 
 
-def ledger_env(store_url: str, *, create: bool = True) -> dict[str, str]:
+# How long a PostgreSQL connection request may take (connect, or wait for the pool).
+STORE_CONNECT_TIMEOUT_S = 10
+
+
+def ledger_env(
+    store_url: str, *, create: bool = True, connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S
+) -> dict[str, str]:
     """eventsourcing settings for `store_url` (raises CliError for a URL we cannot use).
 
     `create=False` (read-only commands): an SQLite store that does not exist is an error,
@@ -64,7 +70,7 @@ def ledger_env(store_url: str, *, create: bool = True) -> dict[str, str]:
             "POSTGRES_PORT": str(parts.port or 5432),
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
-            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": str(connect_timeout_s),
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
             # Lock waits are bounded so a stuck writer shows up as an error, not a hang.
@@ -92,10 +98,13 @@ STORE_OPEN_RETRY_DELAY_S = 0.5
 SQLITE_PARAMETERS_MAX = 999
 
 
-def open_ledger(store_url: str, *, create: bool = True) -> Ledger:
+def open_ledger(
+    store_url: str, *, create: bool = True, connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S
+) -> Ledger:
     for attempt in range(1, STORE_OPEN_ATTEMPTS_MAX + 1):
         try:
-            ledger = Ledger(env=ledger_env(store_url, create=create))
+            ledger = Ledger(env=ledger_env(store_url, create=create,
+                                           connect_timeout_s=connect_timeout_s))
             ledger.use_existing_ids(existing_ids_probe(ledger))
             return ledger
         except PersistenceError as exc:
@@ -149,14 +158,16 @@ def existing_ids_probe(ledger: Ledger) -> Callable[[Sequence[UUID]], set[UUID]]:
     return lambda ids: {i for i in ids if i in ledger.repository}
 
 
-def open_store(store_url: str, *, create: bool = True) -> Ledger:
+def open_store(
+    store_url: str, *, create: bool = True, connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S
+) -> Ledger:
     """The ledger on `store_url`; a store that cannot be opened is a CliError.
 
     `create=False` for commands that only read (or redrive) what a store holds: a missing
     SQLite store is a CliError (see `ledger_env`).
     """
     try:
-        return open_ledger(store_url, create=create)
+        return open_ledger(store_url, create=create, connect_timeout_s=connect_timeout_s)
     except PersistenceError as exc:
         raise CliError(f"cannot open store {redacted_url(store_url)}: {exc}") from exc
 

@@ -77,9 +77,25 @@ PRODUCER_IN_FLIGHT_REQUESTS_MAX = 5
 PRODUCER_MAX_BLOCK_MS = 60_000
 
 # Outbox relay: flush() of one page waits for every record's delivery (or its failure), so it
-# outlasts the delivery timeout; the relay looks for new outbox entries this often when idle.
+# outlasts the delivery timeout. When idle the relay waits for PostgreSQL's NOTIFY of new
+# events, and polls at least this often anyway (a lost NOTIFY must not stall a stop; on
+# SQLite, which has no NOTIFY, this poll is the only signal, so it bounds stop latency there).
 RELAY_FLUSH_TIMEOUT_MS = PRODUCER_DELIVERY_TIMEOUT_MS + 10_000
 RELAY_IDLE_POLL_MS = 500
+
+# A long-running process that loses its database (restart, too many connections) probes it
+# again after a wait that doubles from MIN (a restart is back within a second or two) up to
+# MAX (at most one log line and one connection attempt per MAX while it stays down, and a
+# recovered database is noticed within MAX). It never gives up: an orchestrator sees the log.
+DATABASE_RECONNECT_BACKOFF_MS_MIN = 100
+DATABASE_RECONNECT_BACKOFF_MS_MAX = 5_000
+# One probe connection: a local server refusing connections answers in milliseconds; this
+# bounds a black-holed network, and keeps SIGTERM prompt where a connect cannot be interrupted.
+DATABASE_PROBE_CONNECT_TIMEOUT_S = 2
+# The relay's store gives up a connection request after this long (eventsourcing retries each
+# read up to ten times): short, so an unavailable database is seen and logged within seconds
+# rather than after the 10 s x 7 that the default costs (measured: 72 s of silence).
+RELAY_STORE_CONNECT_TIMEOUT_S = 1
 
 # `ledger topics create`: partitions per topic by default (the unit of consumer parallelism),
 # and at most this many (more is a typo, and partitions can never be removed).
@@ -94,6 +110,8 @@ assert PRODUCER_DELIVERY_TIMEOUT_MS >= PRODUCER_LINGER_MS + KAFKA_REQUEST_TIMEOU
 assert RELAY_FLUSH_TIMEOUT_MS > PRODUCER_DELIVERY_TIMEOUT_MS
 assert PRODUCER_IN_FLIGHT_REQUESTS_MAX <= 5, "idempotent ordering needs <= 5 in flight"
 assert 1 <= TOPIC_PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX
+assert 0 < DATABASE_RECONNECT_BACKOFF_MS_MIN <= DATABASE_RECONNECT_BACKOFF_MS_MAX
+assert DATABASE_PROBE_CONNECT_TIMEOUT_S * 1_000 <= DATABASE_RECONNECT_BACKOFF_MS_MAX
 
 # Dead letters one `ledger dead-letters` call lists or redrives: they are exceptions, and
 # more than this means something upstream is broken and wants fixing, not redriving.

@@ -195,10 +195,6 @@ class PostgresReadModel:
             cursor.execute(for_psycopg(text), params or None)
             return list(cursor.fetchall())
 
-    def listen_connection(self) -> psycopg.Connection[Row]:
-        """A second connection for LISTEN: notifications must not wait behind a page."""
-        return psycopg.connect(**self.conninfo, autocommit=True)  # type: ignore[arg-type]
-
     def close(self) -> None:
         self._connection.close()
 
@@ -229,17 +225,30 @@ def postgres_conninfo(env: Mapping[str, str | None]) -> dict[str, str | int]:
     return conninfo
 
 
-def open_read_model(ledger: Application[Any]) -> ReadModelDatabase:
-    """The read-model database beside `ledger`'s event store."""
+def _store_settings(ledger: Application[Any]) -> dict[str, str | None]:
     env = ledger.env
     keys = (
         "PERSISTENCE_MODULE", "SQLITE_DBNAME", "POSTGRES_DBNAME", "POSTGRES_HOST",
         "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_SCHEMA",
     )
-    settings = {key: env.get(key) for key in keys}
+    return {key: env.get(key) for key in keys}
+
+
+def ledger_conninfo(ledger: Application[Any]) -> dict[str, str | int] | None:
+    """psycopg settings of `ledger`'s PostgreSQL store; None for any other store."""
+    settings = _store_settings(ledger)
+    if settings["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+        return None
+    return postgres_conninfo(settings)
+
+
+def open_read_model(ledger: Application[Any]) -> ReadModelDatabase:
+    """The read-model database beside `ledger`'s event store."""
+    settings = _store_settings(ledger)
     module = settings["PERSISTENCE_MODULE"] or "eventsourcing.popo"
-    if module == "eventsourcing.postgres":
-        return PostgresReadModel(postgres_conninfo(settings))
+    conninfo = ledger_conninfo(ledger)
+    if conninfo is not None:
+        return PostgresReadModel(conninfo)
     if module == "eventsourcing.sqlite":
         return SqliteReadModel(settings["SQLITE_DBNAME"] or ":memory:")
     # The in-memory event store (tests): the read models live in memory beside it.

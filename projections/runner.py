@@ -14,7 +14,8 @@ Positions only grow: asserted on the page, and enforced by the compare-and-set.
 `catch_up` applies what the log holds when it is called (used by ingest, report, demo);
 `run_forever` keeps doing so, woken by PostgreSQL's NOTIFY on the events table and polling
 at least every PROJECTION_POLL_INTERVAL_MS anyway, so a lost NOTIFY never stalls it
-(eventsourcing issue #305). `rebuild` drops the read models and catches up from 0.
+(eventsourcing issue #305; the mechanism, shared with the relay: projections/new_events.py).
+`rebuild` drops the read models and catches up from 0.
 Both loops tell an optional `on_page` callback about each page committed (`PageApplied`:
 events, first and last notification id, seconds): that is how `ledger project` logs and
 counts pages, without this package knowing about logs or metrics.
@@ -26,8 +27,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -45,11 +45,12 @@ from ledger.limits import (
 )
 from projections import sql
 from projections.changes import RowChange
-from projections.database import PostgresReadModel, ReadModelDatabase, Transaction
+from projections.database import ReadModelDatabase, Transaction
 from projections.identities import Identity, identity_of, remember
 from projections.inbox import storable_change, unprojectable
 from projections.journal import books_money
 from projections.mapping import HANDLERS, changes_for
+from projections.new_events import new_events_signal
 from projections.values import ProjectionError, SqlValue
 
 # The tracking row's name: all read models move together, one page per transaction.
@@ -322,7 +323,7 @@ def run_forever(
         try:
             if failures:
                 db.reconnect()
-            with _new_events_signal(ledger, db, stop) as wait_for_new_events:
+            with new_events_signal(ledger, stop) as wait_for_new_events:
                 while not stop.is_set():
                     applied += catch_up(ledger, db, should_stop=stop.is_set, on_page=on_page)
                     if failures:
@@ -340,34 +341,3 @@ def run_forever(
                     False, failures, delay_s, f"{type(exc).__name__}: {exc}".strip()))
             stop.wait(delay_s)
     return applied
-
-
-@contextmanager
-def _new_events_signal(
-    ledger: Application[Any], db: ReadModelDatabase, stop: threading.Event
-) -> Iterator[Callable[[float], None]]:
-    """A wait that returns early when new events are committed (PostgreSQL NOTIFY).
-
-    Never waits longer than asked, so a NOTIFY lost on the way only delays a round.
-    """
-    channel = getattr(ledger.recorder, "channel_name", None)
-    if not isinstance(db, PostgresReadModel) or not isinstance(channel, str):
-        # SQLite has no notifications: polling is the only signal.
-        def sleep(timeout_s: float) -> None:
-            stop.wait(timeout_s)  # returns at once when asked to stop
-
-        yield sleep
-        return
-    from psycopg import sql as psycopg_sql
-
-    connection = db.listen_connection()
-    try:
-        connection.execute(psycopg_sql.SQL("LISTEN {}").format(psycopg_sql.Identifier(channel)))
-
-        def wait(timeout_s: float) -> None:
-            for _notify in connection.notifies(timeout=timeout_s, stop_after=1):
-                pass
-
-        yield wait
-    finally:
-        connection.close()

@@ -164,11 +164,11 @@ def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> N
         time.sleep(0.05)
 
 
-def raw_consume_seconds(settings: Settings, topic: str, expected: int) -> float:
-    """Seconds for a group-less consumer to read `expected` records of `topic`, bytes only."""
+def raw_consume_seconds(settings: Settings, topics: Sequence[str], expected: int) -> float:
+    """Seconds for a group-less consumer to read `expected` records of `topics`, bytes only."""
     consumer = kafka_clients.raw_consumer(settings)
     try:
-        partitions = [TopicPartition(topic, p)
+        partitions = [TopicPartition(topic, p) for topic in topics
                       for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
@@ -230,7 +230,7 @@ def measure_ingest(
         # Timed, over the same records: raw, then the ledger.
         wallets_topic = settings.topic(WalletTopUpRequested.TOPIC)
         publish(producer, settings, bank_top_ups(tenant_ids, DRIVERS_PER_TENANT, messages))
-        raw_seconds = raw_consume_seconds(settings, wallets_topic, messages)
+        raw_seconds = raw_consume_seconds(settings, [wallets_topic], messages)
         before_applied = _counter_total(metrics.applied)
         before_dead = _counter_total(metrics.dead_lettered)
         ledger_seconds = run_loop_until_caught_up(
