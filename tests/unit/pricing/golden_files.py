@@ -14,7 +14,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 def data_tariffs() -> list[tuple[str, str]]:
     """(name, JSON text) of every tariff in the shared OCPI test data, peer data first."""
-    from tests.unit.pricing.shared_data import peer_tariff_files, spec_vectors
+    from tests.unit.pricing.ocpi_data import peer_tariff_files, spec_vectors
 
     found = [(p.parent.name, p.read_text(encoding="utf-8")) for p in peer_tariff_files()]
     found += [(f"spec-{v['name']}", json.dumps(v["tariff"])) for v in spec_vectors()]

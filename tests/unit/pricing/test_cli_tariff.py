@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from consumers.cli import main
-from tests.unit.pricing.shared_data import peer_dir
+from tests.unit.pricing.ocpi_data import peer_dir
 
 WEEKEND_TYPO = {
     "id": "T1",
