@@ -27,7 +27,9 @@ Cursor = Annotated[str | None, Query(description="next_cursor of the previous pa
                                      max_length=fq.CURSOR_CHARS_MAX)]
 Limit = Annotated[int, Query(ge=1, le=fq.PAGE_ITEMS_MAX, description="items per page")]
 Filter = Annotated[str | None, Query(max_length=200)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such item for this key's tenant"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such item for this key's tenant"},
+}
 
 
 def _page(page: fq.Page) -> dict[str, Any]:

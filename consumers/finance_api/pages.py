@@ -16,7 +16,8 @@ from projections.api_keys import KEY_CHARS_MAX
 
 router = APIRouter(include_in_schema=False)
 Tenant = Annotated[str, Depends(tenant_or_login)]
-Day = Annotated[str | None, Query(max_length=10)]
+From = Annotated[str | None, Query(alias="from", max_length=10)]
+To = Annotated[str | None, Query(alias="to", max_length=10)]
 # Lists on a page: more than this and the page asks for a period or the CSV instead.
 PAGE_ROWS_MAX = 500
 # A browser session (the cookie) lasts a working day.
@@ -51,7 +52,7 @@ def logout() -> Response:
 
 
 @router.get("/")
-def overview(request: Request, tenant: Tenant, from_: Day = None, to: Day = None
+def overview(request: Request, tenant: Tenant, from_: From = None, to: To = None
              ) -> HTMLResponse:
     period = fq.Period.parse(from_, to)
     with request.app.state.desk.read(tenant) as q:
@@ -71,7 +72,7 @@ def overview(request: Request, tenant: Tenant, from_: Day = None, to: Day = None
 
 
 @router.get("/invoices")
-def invoices(request: Request, tenant: Tenant, from_: Day = None, to: Day = None,
+def invoices(request: Request, tenant: Tenant, from_: From = None, to: To = None,
              kind: str | None = None) -> HTMLResponse:
     period = fq.Period.parse(from_, to)
     with request.app.state.desk.read(tenant) as q:
@@ -91,7 +92,7 @@ def invoice(request: Request, tenant: Tenant, number: str) -> HTMLResponse:
 
 
 @router.get("/sessions")
-def sessions_page(request: Request, tenant: Tenant, from_: Day = None, to: Day = None
+def sessions_page(request: Request, tenant: Tenant, from_: From = None, to: To = None
                   ) -> HTMLResponse:
     period = fq.Period.parse(from_, to)
     with request.app.state.desk.read(tenant) as q:
