@@ -245,3 +245,18 @@ def test_dead_letters_and_refusals_are_the_tenants_own(desk: Desk) -> None:
     assert not theirs & {r["event_id"] for r in refusals}
     # The day's dead letters name no known tenant (an unknown operator, a malformed line).
     assert desk.every("/api/v1/operations/dead-letters") == []
+
+
+def test_key_and_serve_commands_say_what_is_wrong_and_exit_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from consumers.cli import main
+
+    store = f"sqlite:///{tmp_path / 'evledger.db'}"
+    for argv, message in (
+        (["api-keys", "revoke", "--key-id", "nope", "--store", store], "no active key"),
+        (["api-keys", "create", "--tenant", " ", "--store", store], "needs a tenant"),
+        (["serve", "--port", "70000", "--store", store], "not a TCP port"),
+    ):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
