@@ -98,8 +98,8 @@ def test_finance_pages_in_a_real_browser(desk: tuple[str, str],
     driver.find_element(By.ID, "login").click()
     WebDriverWait(driver, PAGE_LOAD_S_MAX).until(
         lambda d: d.find_elements(By.ID, "login-error"))
+    _shot(driver, "login")  # before the key is typed: the same pixels on every run
     driver.find_element(By.ID, "key").send_keys(key)
-    _shot(driver, "login")
     driver.find_element(By.ID, "login").click()
     WebDriverWait(driver, PAGE_LOAD_S_MAX).until(
         lambda d: d.find_element(By.TAG_NAME, "h1").text == "Overview")
