@@ -8,9 +8,10 @@ opaque cursor (`paginate`).
 Journal entries carry no booking date or document of their own. Each entry is linked to
 what caused it through its id, which the ledger builds from natural keys
 (`session:<tenant>:<session>`, `charge:<tenant>:top_up:<reference>`,
-`capture:<tenant>:terminal:<reference>`, `voucher_batch:<tenant>:<batch>` ...): the session
-(its receipt number and end) or the document whose reference or customer the id names (its
-number and issue time). An entry linked to neither (a balance voucher redeemed into a
+`capture:<tenant>:terminal:<reference>`, `voucher_batch:<tenant>:<batch>`,
+`charge:<tenant>:partner_settlement:<number>` ...): the session (its receipt number and
+end) or the document whose number, reference or customer the id names (its number and
+issue time). An entry linked to neither (a balance voucher redeemed into a
 wallet) has no date: it is in the undated part of the journal, never in a period's.
 """
 
@@ -222,9 +223,17 @@ def _links(query: Query, tenant_id: str) -> _Links:
     }
     references: dict[str, tuple[str, str | None]] = {}
     for d in documents(query, tenant_id):
-        references.setdefault(d["reference"], (d["number"], d["issued_at"]))
+        found = (d["number"], d["issued_at"])
+        references.setdefault(d["number"], found)  # a charge of a document names its number
+        references.setdefault(d["reference"], found)
         if d["bill_to"].startswith("terminal:"):
-            references.setdefault(d["bill_to"], (d["number"], d["issued_at"]))
+            references.setdefault(d["bill_to"], found)
+    # Weaker: the reference without its kind (`subscription:<plan>:<cycle>` for an entry
+    # `charge:<tenant>:subscription_fee:<plan>:<cycle>`), only where nothing above matched.
+    for d in documents(query, tenant_id):
+        _, _, untyped = d["reference"].partition(":")
+        if untyped and untyped not in references:
+            references.setdefault("~" + untyped, (d["number"], d["issued_at"]))
     return _Links(by_session, references)
 
 
@@ -238,7 +247,8 @@ def _link(entry_id: str, links: _Links) -> tuple[str | None, str | None, str | N
     tails = [":".join(parts[i:]) for i in range(len(parts))]
     # `<kind>:<tenant>:<rest>` names the document's reference `<kind>:<rest>`.
     untenanted = [parts[0] + ":" + ":".join(parts[2:])] if len(parts) > 2 else []
-    for candidate in [*parts, *tails, *untenanted]:
+    candidates = [*parts, *tails, *untenanted]
+    for candidate in [*candidates, *("~" + c for c in candidates)]:
         if candidate in links.references:
             number, issued_at = links.references[candidate]
             return None, number, issued_at

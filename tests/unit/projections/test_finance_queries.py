@@ -58,7 +58,9 @@ def test_entries_link_to_their_session_or_document_by_their_natural_key() -> Non
         sessions={"s1": ("R-000001", "2026-03-10T10:00:00Z")},
         references={"TU-1": ("T-000001", "2026-03-09T23:00:00Z"),
                     "voucher_batch:GIFT": ("V-000001", "2026-03-09T10:00:00Z"),
-                    "terminal:TRM-1": ("R-000002", "2026-03-10T11:00:00Z")},
+                    "terminal:TRM-1": ("R-000002", "2026-03-10T11:00:00Z"),
+                    "C-000001": ("C-000001", "2026-04-01T00:00:00Z"),
+                    "~plan-1:0": ("S-000001", "2026-03-01T00:00:00Z")},
     )
     assert fq._link("session:t:s1", links) == ("s1", "R-000001", "2026-03-10T10:00:00Z")
     assert fq._link("charge:t:session:s1", links)[0] == "s1"
@@ -66,6 +68,8 @@ def test_entries_link_to_their_session_or_document_by_their_natural_key() -> Non
     assert fq._link("TU-1:t", links)[1] == "T-000001"
     assert fq._link("voucher_batch:t:GIFT", links)[1] == "V-000001"
     assert fq._link("capture:t:terminal:TRM-1", links)[1] == "R-000002"
+    assert fq._link("charge:t:partner_settlement:C-000001", links)[1] == "C-000001"
+    assert fq._link("charge:t:subscription_fee:plan-1:0", links)[1] == "S-000001"
     assert fq._link("voucher:t:CODE:redeemed", links) == (None, None, None)
 
 
