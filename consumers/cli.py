@@ -30,6 +30,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.tick",
     "consumers.commands.dead_letters",
     "consumers.commands.audit",
+    "consumers.commands.serve",
+    "consumers.commands.api_keys",
     "consumers.commands.psp_simulator",
     "consumers.commands.bench",
 )
