@@ -38,11 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.avro_codec import decode, type_from_headers
+from consumers.kafka_limits import CONSUMER_COMMIT_TIMEOUT_MS, POLL_RECORDS_MAX, POLL_TIMEOUT_MS
+from consumers.kafka_topics import topic_of
 from consumers.observability import Metrics, get_logger, log_event
 from consumers.settings import Settings
 from ledger.application import BatchResult, Inbound, Ledger
 from ledger.domain.errors import InvalidMessage
-from ledger.limits import CONSUMER_COMMIT_TIMEOUT_MS, POLL_RECORDS_MAX, POLL_TIMEOUT_MS
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -104,7 +105,7 @@ def inbound_from_record(record: Any, settings: Settings) -> Inbound:
         message = decode(type_name, value)
     except InvalidMessage as exc:
         return refused(str(exc), type_name)
-    expected_topic = settings.topic(message.TOPIC)
+    expected_topic = settings.topic(topic_of(message))
     if record.topic != expected_topic:
         return refused(f"{type_name} belongs on {expected_topic}, not {record.topic}", type_name)
     return Inbound(source, record.offset, message, key=key, raw=raw, type_name=type_name)

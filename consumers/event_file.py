@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from consumers.avro_codec import MESSAGE_BYTES_MAX, key_for
+from consumers.kafka_topics import topic_of
 from ledger.messages import MESSAGE_TYPES, Envelope
 
 LINE_FIELDS: frozenset[str] = frozenset({"topic", "key", "type", "event"})
@@ -95,7 +96,7 @@ def parse_event_line(line_number: int, data: bytes) -> EventLine:
 def event_line_for(message: Envelope) -> str:
     """The message as one canonical event line (sorted keys, no spaces, no newline)."""
     line = {
-        "topic": message.TOPIC,
+        "topic": topic_of(message),
         "key": key_for(message).decode("utf-8"),
         "type": message.type_name(),
         "event": message.model_dump(mode="json"),
@@ -177,8 +178,8 @@ def _frame_error(
     model = MESSAGE_TYPES.get(type_name)
     if model is None:
         return f"unknown message type {type_name!r}"
-    if topic != model.TOPIC:
-        return f"{type_name} belongs on topic {model.TOPIC!r}, not {topic!r}"
+    if topic != topic_of(model):
+        return f"{type_name} belongs on topic {topic_of(model)!r}, not {topic!r}"
     return None
 
 

@@ -12,8 +12,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from consumers.settings import Settings
-from ledger.limits import (
+from consumers.kafka_limits import (
     CONSUMER_HEARTBEAT_INTERVAL_MS_MAX,
     CONSUMER_MAX_POLL_INTERVAL_MS,
     CONSUMER_METADATA_MAX_AGE_MS,
@@ -24,6 +23,7 @@ from ledger.limits import (
     PRODUCER_LINGER_MS,
     PRODUCER_MAX_BLOCK_MS,
 )
+from consumers.settings import Settings
 
 # kafka-python 3.0.x calls importlib.resources.read_text/open_text while its protocol classes
 # are defined, and Python 3.11 warns about those; the warnings are the library's, not ours.

@@ -45,6 +45,12 @@ from eventsourcing.utils import Environment, get_topic
 
 from consumers.avro_codec import dead_letter_for, encode, encode_dead_letter, headers_for
 from consumers.consumer_loop import bytes_from_raw, parse_source
+from consumers.kafka_limits import (
+    RELAY_BATCH_COMMANDS_MAX,
+    RELAY_FLUSH_TIMEOUT_MS,
+    RELAY_IDLE_POLL_MS,
+)
+from consumers.kafka_topics import DEAD_LETTER_TOPIC, topic_of
 from consumers.observability import Metrics, get_logger, log_event
 from consumers.reconnect import DATABASE_UNAVAILABLE, wait_for_database
 from consumers.settings import Settings
@@ -53,8 +59,7 @@ from consumers.store import STORE_CONNECT_TIMEOUT_S, ledger_env
 from ledger.application import Ledger
 from ledger.domain.inbox import DeadLetter
 from ledger.domain.outbox import OutboundCommand
-from ledger.limits import RELAY_BATCH_COMMANDS_MAX, RELAY_FLUSH_TIMEOUT_MS, RELAY_IDLE_POLL_MS
-from ledger.messages import DEAD_LETTER_TOPIC, MESSAGE_TYPES
+from ledger.messages import MESSAGE_TYPES
 from projections.database import ledger_conninfo
 from projections.new_events import new_events_signal
 
@@ -220,7 +225,9 @@ class Relay:
         assert message.event_id == event.command_id, "a command is published under its own id"
         return Outgoing(
             notification_id=notification_id,
-            topic=self._settings.topic(event.topic),
+            # By its type: the outbox names who a command is for (older entries named the
+            # topic), the Kafka side knows which topic carries it.
+            topic=self._settings.topic(topic_of(model)),
             key=event.key.encode("utf-8"),
             value=encode(message),
             headers=headers_for(message),

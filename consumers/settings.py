@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from consumers.cli import CliError
+from consumers.kafka_limits import CONSUMER_SESSION_TIMEOUT_MS, CONSUMER_SESSION_TIMEOUT_MS_MIN
+from consumers.kafka_topics import DEAD_LETTER_TOPIC, INBOUND_TOPICS, OUTBOUND_TOPICS
 from consumers.store import STORE_ENV_VAR, redacted_url, store_url_from
-from ledger.limits import CONSUMER_SESSION_TIMEOUT_MS, CONSUMER_SESSION_TIMEOUT_MS_MIN
-from ledger.messages import DEAD_LETTER_TOPIC, INBOUND_TOPICS, OUTBOUND_TOPICS
 
 BOOTSTRAP_ENV_VAR = "KAFKA_BOOTSTRAP_SERVERS"
 GROUP_ID_ENV_VAR = "LEDGER_GROUP_ID"

@@ -95,7 +95,7 @@ class Batch:
             OutboundCommand(
                 tenant_id=command.tenant_id,
                 command_id=command.event_id,
-                topic=command.TOPIC,
+                topic=command.RECIPIENT,  # who it is for; the relay picks the topic
                 key=key,
                 type_name=command.type_name(),
                 payload=command.model_dump(mode="json"),

@@ -1,8 +1,10 @@
 """The messages the ledger accepts and sends: one pydantic model per Avro record.
 
 These models are the contract with the CSMS, the PSP and the configuration source. Each has
-an Avro schema of the same name in `schemas/` (a test keeps them in agreement), a topic, and
-a JSON form (`model_dump(mode="json")`) that is also the line format of event files.
+an Avro schema of the same name in `schemas/` (a test keeps them in agreement) and a JSON
+form (`model_dump(mode="json")`) that is also the line format of event files. Which Kafka
+topic carries each one is the transport's business (`consumers/kafka_topics.py`); a command
+names only who it is for (`RECIPIENT`).
 
 Conventions on the wire: every decimal (money, energy, power, percentages) is a decimal
 string so no float ever carries money; every instant is an ISO 8601 string with an offset.
@@ -152,8 +154,10 @@ class Envelope(WireModel):
     than this code knows is refused rather than read without its new fields.
     """
 
-    TOPIC: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 1
+
+    # Who an outbound command is for ("psp", "csms"): the domain's name, not a transport's.
+    RECIPIENT: ClassVar[str] = ""
 
     event_id: Id
     tenant_id: Id
@@ -240,7 +244,6 @@ class OcppTransactionEvent(WireModel):
 class TransactionEvent(Envelope):
     """A session event from the CSMS, with the ids the CSMS knows around the OCPP payload."""
 
-    TOPIC: ClassVar[str] = "csms.transaction-events"
 
     location_id: Id
     charge_point_id: Id
@@ -260,7 +263,6 @@ PaymentOutcome = Literal[
 class PaymentResult(Envelope):
     """The PSP's answer to one command, addressed by the command's deterministic id."""
 
-    TOPIC: ClassVar[str] = "psp.results"
 
     request_id: Id
     outcome: PaymentOutcome
@@ -273,7 +275,6 @@ class PaymentResult(Envelope):
 class TerminalAuthorized(Envelope):
     """A payment terminal at a charger authorized (held) an amount for one session."""
 
-    TOPIC: ClassVar[str] = "psp.results"
 
     terminal_reference: Id
     terminal_id: Id
@@ -285,8 +286,6 @@ class TerminalAuthorized(Envelope):
 
 # ---------------------------------------------------------------- vouchers and wallets
 class VoucherBatchIssued(Envelope):
-    TOPIC: ClassVar[str] = "vouchers"
-
     batch_id: Id
     kind: Literal["balance", "session_credit"]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
@@ -301,15 +300,11 @@ class VoucherBatchIssued(Envelope):
 
 
 class VoucherRedemptionRequested(Envelope):
-    TOPIC: ClassVar[str] = "vouchers"
-
     code: Id
     driver_id: Id
 
 
 class WalletTopUpRequested(Envelope):
-    TOPIC: ClassVar[str] = "wallets"
-
     driver_id: Id
     amount: Annotated[Amount, Field(gt=0)]
     method: Literal["card", "bank_transfer"]
@@ -320,7 +315,6 @@ class DebtPaymentReceived(Envelope):
     """A driver paid their overdue debt outside the retry schedule: in the app (a card
     payment the PSP confirmed), at the counter (cash) or by bank transfer."""
 
-    TOPIC: ClassVar[str] = "wallets"
 
     driver_id: Id
     amount: Annotated[Amount, Field(gt=0)]
@@ -333,7 +327,6 @@ class DebtPaymentReceived(Envelope):
 class Configuration(Envelope):
     """Configuration is effective-dated: it governs sessions started at or after effective_at."""
 
-    TOPIC: ClassVar[str] = "config"
 
     effective_at: Instant
 
@@ -441,7 +434,6 @@ class EnrolmentChanged(Configuration):
 class ClockTicked(Envelope):
     """Event time moves forward: due retries, expiries, cycle and period ends run now."""
 
-    TOPIC: ClassVar[str] = "clock"
 
     now: Instant
 
@@ -450,7 +442,8 @@ class ClockTicked(Envelope):
 class StopSessionRequested(Envelope):
     """To the CSMS: stop this transaction (RequestStopTransaction), with the reason."""
 
-    TOPIC: ClassVar[str] = "csms.commands"
+    RECIPIENT: ClassVar[str] = "csms"
+
 
     transaction_id: Id
     location_id: Id
@@ -463,7 +456,7 @@ class SessionCostUpdated(Envelope):
     2.0.1 I02 `CostUpdated` while charging; I03 the final total in the response to the last
     TransactionEvent). Sponsored shares (a partner, a plan's allowance) are left out."""
 
-    TOPIC: ClassVar[str] = "csms.commands"
+    RECIPIENT: ClassVar[str] = "csms"
 
     transaction_id: Id
     location_id: Id
@@ -479,7 +472,7 @@ class SessionCostUpdated(Envelope):
 class PaymentCommand(Envelope):
     """To the PSP. `event_id` is the command id the PSP's result refers to (`request_id`)."""
 
-    TOPIC: ClassVar[str] = "psp.commands"
+    RECIPIENT: ClassVar[str] = "psp"
 
     action: Literal["authorize", "capture", "release", "charge", "refund"]
     idempotency_key: Id
@@ -518,11 +511,7 @@ OUTBOUND_TYPES: tuple[type[Envelope], ...] = (
 MESSAGE_TYPES: dict[str, type[Envelope]] = {
     cls.type_name(): cls for cls in (*INBOUND_TYPES, *OUTBOUND_TYPES)
 }
-INBOUND_TOPICS: tuple[str, ...] = tuple(sorted({cls.TOPIC for cls in INBOUND_TYPES}))
-OUTBOUND_TOPICS: tuple[str, ...] = tuple(sorted({cls.TOPIC for cls in OUTBOUND_TYPES}))
-DEAD_LETTER_TOPIC = "ledger.dead-letters"
-
-assert all(cls.TOPIC for cls in MESSAGE_TYPES.values()), "every message type needs a topic"
+assert all(cls.RECIPIENT for cls in OUTBOUND_TYPES), "every command names who it is for"
 
 
 def parse_message(type_name: str, payload: dict[str, object]) -> Envelope:

@@ -28,6 +28,7 @@ from consumers.benchmarks.stack import Stack
 from consumers.benchmarks.stop_latency import StopLatency, measure_stop_latency
 from consumers.consumer_loop import parse_source
 from consumers.event_file import parse_event_line
+from consumers.kafka_topics import topic_of
 from consumers.relay import RELAY_TRACKING_NAME, RELAYED_TOPICS, open_relay_tracking
 from consumers.settings import Settings
 from consumers.simulation.scenario import SimulationOptions, simulate
@@ -97,7 +98,7 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
             finally:
                 producer.close()
             # psp.results also carries the day's terminal authorizations, published above.
-            not_answers = sum(1 for m in messages if m.TOPIC == PaymentResult.TOPIC)
+            not_answers = sum(1 for m in messages if topic_of(m) == topic_of(PaymentResult))
             _wait(stack, _quiet_check(settings, ledger, not_answers), DAY_DEADLINE_S,
                   "the day applied")
             ledger_seconds = time.perf_counter() - started_s
@@ -106,7 +107,7 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
             inbound = settings.inbound_topics()
             ends = end_offsets(settings, inbound)
             consumed = sum(ends.values())
-            psp_answers = _records_of(settings.topic(PaymentResult.TOPIC), ends) - not_answers
+            psp_answers = _records_of(settings.topic(topic_of(PaymentResult)), ends) - not_answers
             stop_latency = (measure_stop_latency(settings, ledger, stop_samples)
                             if stop_samples else None)
     finally:
@@ -171,8 +172,8 @@ def _pipeline_quiet(settings: Settings, ledger: Ledger, not_answers: int) -> boo
     inbound = end_offsets(settings, settings.inbound_topics())
     if behind(ledger, inbound):
         return False
-    commands = sum(end_offsets(settings, [settings.topic(PaymentCommand.TOPIC)]).values())
-    answers = _records_of(settings.topic(PaymentResult.TOPIC), inbound) - not_answers
+    commands = sum(end_offsets(settings, [settings.topic(topic_of(PaymentCommand))]).values())
+    answers = _records_of(settings.topic(topic_of(PaymentResult)), inbound) - not_answers
     if answers < commands:
         return False
     last_id = ledger.recorder.max_notification_id() or 0

@@ -32,11 +32,16 @@ from consumers.avro_codec import encode, headers_for, key_for
 from consumers.cli import CliError
 from consumers.commands.topics import create_topics
 from consumers.consumer_loop import ConsumerLoop, TopicPartition, source_name
+from consumers.kafka_limits import (
+    POLL_RECORDS_MAX,
+    RELAY_FLUSH_TIMEOUT_MS,
+    TOPIC_PARTITIONS_DEFAULT,
+)
+from consumers.kafka_topics import topic_of
 from consumers.observability import Metrics
 from consumers.settings import Settings, add_arguments, settings_from
 from consumers.store import open_ledger
 from ledger.application import Ledger
-from ledger.limits import POLL_RECORDS_MAX, RELAY_FLUSH_TIMEOUT_MS, TOPIC_PARTITIONS_DEFAULT
 from ledger.messages import DriverConfigured, Envelope, TenantConfigured, WalletTopUpRequested
 
 MESSAGES_DEFAULT = 5_000
@@ -107,7 +112,7 @@ def bank_top_ups(tenant_ids: Sequence[str], drivers: int, count: int) -> list[En
 def publish(producer: Any, settings: Settings, messages: Iterable[Envelope]) -> int:
     """Send wire messages to their topics (Avro, `type` header, natural key); flush; check."""
     futures = [
-        producer.send(settings.topic(m.TOPIC), value=encode(m), key=key_for(m),
+        producer.send(settings.topic(topic_of(m)), value=encode(m), key=key_for(m),
                       headers=headers_for(m))
         for m in messages
     ]
@@ -225,10 +230,10 @@ def measure_ingest(
         # Untimed: the drivers must exist before their top-ups are applied.
         publish(producer, settings,
                 [m for t in tenant_ids for m in configuration(t, DRIVERS_PER_TENANT)])
-        config_topic = settings.topic(TenantConfigured.TOPIC)
+        config_topic = settings.topic(topic_of(TenantConfigured))
         run_loop_until_caught_up(loop, ledger, end_offsets(settings, [config_topic]))
         # Timed, over the same records: raw, then the ledger.
-        wallets_topic = settings.topic(WalletTopUpRequested.TOPIC)
+        wallets_topic = settings.topic(topic_of(WalletTopUpRequested))
         publish(producer, settings, bank_top_ups(tenant_ids, DRIVERS_PER_TENANT, messages))
         raw_seconds = raw_consume_seconds(settings, [wallets_topic], messages)
         before_applied = _counter_total(metrics.applied)

@@ -23,6 +23,7 @@ from consumers import kafka_clients
 from consumers.avro_codec import decode, type_from_headers
 from consumers.benchmarks.ingest import behind, end_offsets, publish, wait_until
 from consumers.consumer_loop import TopicPartition
+from consumers.kafka_topics import topic_of
 from consumers.settings import Settings
 from ledger.application import Ledger
 from ledger.messages import (
@@ -66,7 +67,7 @@ def measure_stop_latency(settings: Settings, ledger: Ledger, sessions: int) -> S
     reader = kafka_clients.raw_consumer(settings)
     try:
         _publish_applied(settings, ledger, producer, _configuration(tenant_id))
-        topic = settings.topic(StopSessionRequested.TOPIC)
+        topic = settings.topic(topic_of(StopSessionRequested))
         partitions = [TopicPartition(topic, p)
                       for p in sorted(reader.partitions_for_topic(topic))]
         reader.assign(partitions)

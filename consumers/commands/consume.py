@@ -11,11 +11,11 @@ import argparse
 from consumers import kafka_clients
 from consumers.cli import CliError
 from consumers.consumer_loop import ConsumerLoop
+from consumers.kafka_limits import CONSUMER_CLOSE_TIMEOUT_MS
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
 from consumers.settings import add_arguments, settings_from
 from consumers.signals import stop_on_signals
 from consumers.store import open_store
-from ledger.limits import CONSUMER_CLOSE_TIMEOUT_MS
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

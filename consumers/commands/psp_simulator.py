@@ -31,17 +31,18 @@ from typing import Any
 from consumers import kafka_clients
 from consumers.avro_codec import decode, encode, headers_for, key_for, type_from_headers
 from consumers.cli import CliError
-from consumers.observability import configure_logging, get_logger, log_event
-from consumers.settings import Settings, add_arguments, settings_from
-from consumers.signals import stop_on_signals
-from consumers.simulation.psp import FLAKY_FAILURES_MAX, RESULT_DELAY_S_MAX, Psp, PspPolicy
-from ledger.domain.errors import InvalidMessage
-from ledger.limits import (
+from consumers.kafka_limits import (
     CONSUMER_CLOSE_TIMEOUT_MS,
     POLL_RECORDS_MAX,
     POLL_TIMEOUT_MS,
     PRODUCER_DELIVERY_TIMEOUT_MS,
 )
+from consumers.kafka_topics import topic_of
+from consumers.observability import configure_logging, get_logger, log_event
+from consumers.settings import Settings, add_arguments, settings_from
+from consumers.signals import stop_on_signals
+from consumers.simulation.psp import FLAKY_FAILURES_MAX, RESULT_DELAY_S_MAX, Psp, PspPolicy
+from ledger.domain.errors import InvalidMessage
 from ledger.messages import PaymentCommand, PaymentResult
 
 with warnings.catch_warnings():
@@ -129,8 +130,8 @@ class PspSimulator:
         self._producer = producer
         self._settings = settings
         self._log = log
-        self.commands_topic = settings.topic(PaymentCommand.TOPIC)
-        self.results_topic = settings.topic(PaymentResult.TOPIC)
+        self.commands_topic = settings.topic(topic_of(PaymentCommand))
+        self.results_topic = settings.topic(topic_of(PaymentResult))
         self.answered = 0
 
     def subscribe(self) -> None:

@@ -20,6 +20,7 @@ from eventsourcing.persistence import InfrastructureFactory, PersistenceError, T
 
 from consumers import kafka_clients
 from consumers.cli import CliError
+from consumers.kafka_limits import RELAY_FLUSH_TIMEOUT_MS
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
 from consumers.reconnect import DATABASE_UNAVAILABLE, DatabaseUnusable, wait_for_database
 from consumers.relay import Relay, RelayError, open_relay_tracking
@@ -27,7 +28,7 @@ from consumers.settings import Settings, add_arguments, settings_from
 from consumers.signals import StopRequested, interruptible, stop_on_signals
 from consumers.store import ledger_env, open_ledger, redacted_url
 from ledger.application import Ledger
-from ledger.limits import RELAY_FLUSH_TIMEOUT_MS, RELAY_STORE_CONNECT_TIMEOUT_S
+from ledger.limits import RELAY_STORE_CONNECT_TIMEOUT_S
 from projections.database import postgres_conninfo
 
 

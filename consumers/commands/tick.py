@@ -13,6 +13,7 @@ from typing import Any
 from consumers import kafka_clients
 from consumers.avro_codec import encode, headers_for, key_for
 from consumers.cli import CliError
+from consumers.kafka_topics import topic_of
 from consumers.settings import Settings, add_arguments, settings_from
 from consumers.signals import stop_on_signals
 from ledger.limits import TICK_INTERVAL_S_MIN
@@ -48,7 +49,7 @@ def publish_ticks(producer: Any, settings: Settings, tenants: list[str],
     for tenant_id in tenants:
         message = tick_for(tenant_id, now)
         producer.send(
-            settings.topic(message.TOPIC), key=key_for(message), value=encode(message),
+            settings.topic(topic_of(message)), key=key_for(message), value=encode(message),
             headers=headers_for(message),
         )
     producer.flush()

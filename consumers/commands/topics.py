@@ -12,8 +12,12 @@ from typing import Any
 
 from consumers import kafka_clients
 from consumers.cli import CliError
+from consumers.kafka_limits import (
+    KAFKA_REQUEST_TIMEOUT_MS,
+    TOPIC_PARTITIONS_DEFAULT,
+    TOPIC_PARTITIONS_MAX,
+)
 from consumers.settings import add_arguments, settings_from
-from ledger.limits import KAFKA_REQUEST_TIMEOUT_MS, TOPIC_PARTITIONS_DEFAULT, TOPIC_PARTITIONS_MAX
 
 # Kafka's error code for "topic already exists" (CreateTopics), the one error we accept.
 TOPIC_ALREADY_EXISTS_ERROR_CODE = 36

@@ -32,6 +32,7 @@ import pytest
 
 from consumers import kafka_clients
 from consumers.avro_codec import decode, encode, headers_for, key_for, type_from_headers
+from consumers.kafka_topics import topic_of
 from consumers.settings import Settings
 from ledger.application import Ledger
 from ledger.domain.inbox import ProcessedMessage
@@ -126,7 +127,7 @@ def publish(stack: Stack, producer: Any, ledger: Ledger, *messages: Envelope) ->
     """Publish and wait until the ledger has applied every one (Kafka orders nothing across
     topics, so the test keeps causes before effects the way a live system's timing does)."""
     for message in messages:
-        producer.send(stack.settings.topic(message.TOPIC), key=key_for(message),
+        producer.send(stack.settings.topic(topic_of(message)), key=key_for(message),
                       value=encode(message), headers=headers_for(message))
     producer.flush()
     for message in messages:

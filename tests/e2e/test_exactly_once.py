@@ -47,10 +47,11 @@ from consumers.avro_codec import encode, headers_for, key_for
 from consumers.benchmarks.ingest import behind, end_offsets, publish, publish_raw, wait_until
 from consumers.commands.topics import create_topics
 from consumers.consumer_loop import inbound_from_record, source_name
+from consumers.kafka_limits import POLL_RECORDS_MAX
+from consumers.kafka_topics import topic_of
 from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
 from ledger.domain.inbox import DeadLetter
-from ledger.limits import POLL_RECORDS_MAX
 from ledger.messages import Envelope
 from tests.builders import T0, driver, location, session_events, tariff, tenant, top_up
 from tests.conftest import drop_database
@@ -180,7 +181,7 @@ def caught_up_check(settings: Settings, database: str, topics: Sequence[str], pr
 
 def publish_malformed(producer: Any, settings: Settings, example: Envelope,
                       wrong: Envelope) -> None:
-    topic = settings.topic(example.TOPIC)
+    topic = settings.topic(topic_of(example))
     publish_raw(producer, topic, b"\x02\x04garbage", key_for(example), headers_for(example))
     publish_raw(producer, topic, encode(example), key_for(example), [])
     publish_raw(producer, topic, encode(wrong), key_for(wrong), headers_for(wrong))

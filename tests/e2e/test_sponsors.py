@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from consumers.avro_codec import encode, headers_for, key_for
+from consumers.kafka_topics import topic_of
 from ledger.application import Ledger
 from ledger.domain.payment import Charge
 from ledger.messages import EnrolmentChanged, PartnerConfigured, PlanPublished, SubscriptionChanged
@@ -89,7 +90,7 @@ def test_concurrent_sessions_of_many_drivers_never_exceed_the_pool(
     for step in range(len(sessions[0])):
         for events in sessions:
             message = events[step]
-            producer.send(stack.settings.topic(message.TOPIC), key=key_for(message),
+            producer.send(stack.settings.topic(topic_of(message)), key=key_for(message),
                           value=encode(message), headers=headers_for(message))
     producer.flush()
 

@@ -37,6 +37,7 @@ from consumers.consumer_loop import (
     bytes_from_raw,
     source_name,
 )
+from consumers.kafka_topics import topic_of
 from consumers.observability import Metrics
 from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
@@ -165,7 +166,7 @@ def test_each_message_is_applied_once_and_undecodable_ones_are_dead_lettered_wit
     publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1")])
     consume_until_caught_up(settings, ledger)
     publish(producer, settings, [deposit])
-    wallets_topic = settings.topic(deposit.TOPIC)
+    wallets_topic = settings.topic(topic_of(deposit))
     # The same event id again, at a new offset: a re-publish by the producer.
     publish(producer, settings, [deposit])
     # Bytes that are no WalletTopUpRequested, on the same key (so the same partition).

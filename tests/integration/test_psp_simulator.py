@@ -26,6 +26,7 @@ from kafka import TopicPartition
 from consumers import kafka_clients
 from consumers.avro_codec import decode, encode, headers_for, key_for, type_from_headers
 from consumers.commands.topics import create_topics
+from consumers.kafka_topics import topic_of
 from consumers.settings import Settings, settings_from
 from consumers.simulation.psp import result_event_id
 from ledger.messages import PaymentCommand, PaymentResult
@@ -70,7 +71,7 @@ def command(event_id: str, action: str, token: str | None, reference: str,
 
 
 def send(producer: Any, settings: Settings, commands: list[PaymentCommand]) -> None:
-    topic = settings.topic(PaymentCommand.TOPIC)
+    topic = settings.topic(topic_of(PaymentCommand))
     for c in commands:
         producer.send(topic, key=key_for(c), value=encode(c), headers=headers_for(c))
     producer.flush(timeout=30)
@@ -100,7 +101,7 @@ def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
 def read_results(settings: Settings, expected: int,
                  alive: Callable[[], bool]) -> list[tuple[bytes, PaymentResult]]:
     """Every (key, result) on psp.results, once `expected` arrived (or the deadline)."""
-    topic = settings.topic(PaymentResult.TOPIC)
+    topic = settings.topic(topic_of(PaymentResult))
     consumer = kafka_clients.raw_consumer(settings)
     found: list[tuple[bytes, PaymentResult]] = []
     try:
@@ -130,7 +131,7 @@ def _results(polled: dict[Any, list[Any]]) -> list[tuple[bytes, PaymentResult]]:
 
 def committed_and_end_offsets(settings: Settings) -> tuple[int, int]:
     """Offsets the PSP's group committed on psp.commands, and the records there, summed."""
-    topic = settings.topic(PaymentCommand.TOPIC)
+    topic = settings.topic(topic_of(PaymentCommand))
     consumer = kafka_clients.consumer(settings)
     try:
         partitions = [TopicPartition(topic, p)
@@ -155,7 +156,7 @@ def test_the_psp_simulator_answers_each_command_by_its_id_and_stops_on_sigterm(
     ]
     send(producer, settings, commands)
     # Not a payment command at all: skipped, and the process carries on.
-    producer.send(settings.topic(PaymentCommand.TOPIC), key=b"t1:junk", value=b"\x00junk",
+    producer.send(settings.topic(topic_of(PaymentCommand)), key=b"t1:junk", value=b"\x00junk",
                   headers=[("type", b"PaymentCommand")])
     # The relay re-sends after a crash, and the ledger retries the flaky card.
     send(producer, settings, [hold, command("cmd-flaky-2", "charge", "pm_card_flaky_d3",

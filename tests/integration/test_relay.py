@@ -23,13 +23,14 @@ from consumers.avro_codec import decode, decode_dead_letter, type_from_headers
 from consumers.benchmarks.ingest import wait_until
 from consumers.commands.topics import create_topics
 from consumers.consumer_loop import raw_from_bytes, source_name
+from consumers.kafka_topics import DEAD_LETTER_TOPIC
 from consumers.observability import Metrics
 from consumers.relay import RELAY_TRACKING_NAME, Relay, open_relay_tracking
 from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
 from ledger.application import Inbound, Ledger
 from ledger.domain.outbox import OutboundCommand
-from ledger.messages import DEAD_LETTER_TOPIC, PaymentCommand
+from ledger.messages import PaymentCommand
 from tests.builders import LedgerDriver, driver, tenant, top_up
 
 pytestmark = pytest.mark.integration

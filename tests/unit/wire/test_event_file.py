@@ -18,6 +18,7 @@ from consumers.event_file import (
     read_event_file,
     write_event_file,
 )
+from consumers.kafka_topics import topic_of
 from ledger.domain.errors import InvalidMessage
 from ledger.messages import Envelope, parse_message
 from tests.wire_samples import all_samples, full_sample, minimal_sample, sample_id
@@ -43,7 +44,7 @@ def test_line_carries_topic_key_type_and_the_json_form_of_the_message(message: E
     line = json.loads(event_line_for(message))
 
     assert line == {
-        "topic": message.TOPIC,
+        "topic": topic_of(message),
         "key": key_for(message).decode(),
         "type": message.type_name(),
         "event": message.model_dump(mode="json"),

@@ -18,8 +18,9 @@ from consumers.avro_codec import (
     key_for,
     type_from_headers,
 )
+from consumers.kafka_topics import DEAD_LETTER_TOPIC
 from ledger.domain.errors import InvalidMessage
-from ledger.messages import DEAD_LETTER_TOPIC, Envelope
+from ledger.messages import Envelope
 from tests.wire_samples import TENANT_ID, all_samples, minimal_sample, sample, sample_id
 
 SAMPLES = all_samples()

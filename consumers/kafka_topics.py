@@ -1,0 +1,60 @@
+"""Which Kafka topic carries each message type: transport knowledge, kept out of the core.
+
+Topic names here are the logical ones; `Settings.topic()` adds the deployment's prefix.
+Messages about one aggregate share a topic and a key (`avro_codec.key_for`), so they land on
+one partition in order; the topics themselves are grouped by who produces them.
+"""
+
+from __future__ import annotations
+
+from ledger.messages import (
+    INBOUND_TYPES,
+    MESSAGE_TYPES,
+    OUTBOUND_TYPES,
+    ClockTicked,
+    Configuration,
+    DebtPaymentReceived,
+    Envelope,
+    PaymentCommand,
+    PaymentResult,
+    SessionCostUpdated,
+    StopSessionRequested,
+    TerminalAuthorized,
+    TransactionEvent,
+    VoucherBatchIssued,
+    VoucherRedemptionRequested,
+    WalletTopUpRequested,
+)
+
+_TOPIC_OF_TYPE: dict[type[Envelope], str] = {
+    TransactionEvent: "csms.transaction-events",
+    PaymentResult: "psp.results",
+    TerminalAuthorized: "psp.results",
+    VoucherBatchIssued: "vouchers",
+    VoucherRedemptionRequested: "vouchers",
+    WalletTopUpRequested: "wallets",
+    DebtPaymentReceived: "wallets",
+    Configuration: "config",  # every configuration message
+    ClockTicked: "clock",
+    StopSessionRequested: "csms.commands",
+    SessionCostUpdated: "csms.commands",
+    PaymentCommand: "psp.commands",
+}
+DEAD_LETTER_TOPIC = "ledger.dead-letters"
+
+
+def topic_of(message: Envelope | type[Envelope]) -> str:
+    """The (unprefixed) topic of a message or message type."""
+    cls = message if isinstance(message, type) else type(message)
+    for klass in cls.__mro__:
+        topic = _TOPIC_OF_TYPE.get(klass)
+        if topic is not None:
+            return topic
+    raise AssertionError(f"no topic for {cls.__name__}: add it to consumers/kafka_topics.py")
+
+
+INBOUND_TOPICS: tuple[str, ...] = tuple(sorted({topic_of(cls) for cls in INBOUND_TYPES}))
+OUTBOUND_TOPICS: tuple[str, ...] = tuple(sorted({topic_of(cls) for cls in OUTBOUND_TYPES}))
+
+assert all(topic_of(cls) for cls in MESSAGE_TYPES.values()), "every message type needs a topic"
+assert not set(INBOUND_TOPICS) & set(OUTBOUND_TOPICS), "the ledger never reads what it sends"
