@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.dead_letters",
     "consumers.commands.audit",
     "consumers.commands.psp_simulator",
+    "consumers.commands.psp_stripe",
     "consumers.commands.bench",
 )
 
