@@ -112,6 +112,15 @@ def _with_database(url: str, database_name: str) -> str:
     return urlsplit(url)._replace(path=f"/{database_name}").geturl()
 
 
+@pytest.fixture(scope="session")
+def stripe_mock_url() -> str:
+    """The HTTP address of stripe-mock (Stripe's API mock), e.g. http://127.0.0.1:12111."""
+    from_env = os.environ.get("STRIPE_MOCK_URL")
+    if not from_env:
+        pytest.fail(f"STRIPE_MOCK_URL is not set; {START_SERVICES_HINT}")
+    return from_env
+
+
 @pytest.fixture
 def fresh_database(database_url: str) -> Iterator[str]:
     """The URL of a new, empty database, created for this test and dropped after it."""
