@@ -5,6 +5,8 @@ Where the services come from, in order:
    `eval "$(scripts/services up)"` (what `scripts/test` and CI do; no Docker needed);
 2. else testcontainers, when a Docker engine answers;
 3. else the test fails, saying how to start the services. Integration tests never skip.
+stripe-mock (Stripe's API mock, for `ledger psp-stripe`) comes only from `STRIPE_MOCK_URL`,
+set by the same `scripts/services up`.
 
 Isolation: `fresh_database` is a brand-new empty database per test (dropped afterwards), and
 `fresh_topic_prefix` a unique prefix for the topics a test creates.
