@@ -28,6 +28,7 @@ from typing import Any
 
 from consumers.avro_codec import (
     DeadLetter,
+    dead_letter_for,
     decode,
     encode,
     encode_dead_letter,
@@ -74,8 +75,6 @@ Answerer = Callable[[PaymentCommand, CommandRecord], Sequence[Answer]]
 
 def dead_letter(record: CommandRecord, reason: str, producer: str) -> DeadLetter:
     """A command no result can answer (e.g. a capture Stripe refused), kept with its reason."""
-    from consumers.avro_codec import dead_letter_for
-
     return dead_letter_for(
         source_topic=record.topic, source_partition=record.partition,
         source_offset=record.offset, key=record.key, reason=reason, payload=record.value,
