@@ -43,23 +43,18 @@ from consumers.commands.topics import create_topics
 from consumers.settings import settings_from
 from ledger.application import Ledger
 from tests.builders import T0, driver, location, session_events, tariff, tenant, tick
-from tests.e2e.test_billing_models import (  # the same stack helpers and fixtures
+from tests.e2e.test_billing_models import (  # the same stack helpers
     ROOT,
     Stack,
     _charge_failed_count,
     _hold,
     eventually,
-    ledger,
-    producer,
     projected,
     publish,
-    stack_database,
     wait_for_commands,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-__all__ = ["ledger", "producer", "stack_database"]  # fixtures, used by name
 
 PROCESSES = ("consume", "relay", "project", "psp-stripe")
 TENANTS = tuple(f"e2e-stripe-{uuid.uuid4().hex[:6]}-{n}" for n in range(2))
@@ -99,6 +94,8 @@ class StripeStack(Stack):
         return [entry for entry in self.psp_log() if entry.get("event") == "stripe_request"]
 
 
+# Replaces tests/e2e/conftest.py's `stack` in this module (its `ledger` and `producer` then
+# use this one): psp-stripe instead of psp-simulator.
 @pytest.fixture(scope="module")
 def stack(
     stack_database: str, kafka_bootstrap_servers: str, stripe_mock_url: str,
