@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.serve",
     "consumers.commands.api_keys",
     "consumers.commands.psp_simulator",
+    "consumers.commands.psp_stripe",
     "consumers.commands.bench",
 )
 

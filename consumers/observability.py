@@ -199,3 +199,50 @@ class ProjectionMetrics:
             "Read, map and commit one page of events, in seconds.",
             buckets=PROJECTION_PAGE_SECONDS_BUCKETS, registry=registry,
         )
+
+
+# ------------------------------------------------------------ ledger psp-simulator / psp-stripe
+# The PSP adapters' metrics, registered beside a `Metrics` (served by its `serve`):
+#
+# | metric | type | labels |
+# | --- | --- | --- |
+# | `evledger_psp_answers_total` (results sent to psp.results) | counter | outcome |
+# | `evledger_psp_dead_lettered_total` (commands no result can answer) | counter | action |
+# | `evledger_psp_skipped_total` (records on psp.commands that are no command) | counter | |
+# | `evledger_stripe_requests_total` (Stripe API calls by end) | counter | call, result |
+# | `evledger_stripe_request_seconds` (one Stripe API call) | histogram | call |
+# | `evledger_stripe_webhook_events_total` (deliveries by fate) | counter | type, result |
+#
+# Stripe answers in ~0.2-2 s; the buckets reach the adapter's request timeout.
+STRIPE_REQUEST_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
+
+
+class PspMetrics:
+    """The metrics of a PSP adapter, in the registry of the process's `Metrics`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.answers = Counter(
+            "evledger_psp_answers", "PaymentResults sent to psp.results.", ["outcome"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "evledger_psp_dead_lettered",
+            "Payment commands no result can answer, sent to ledger.dead-letters.", ["action"],
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "evledger_psp_skipped", "Records on psp.commands that are not a payment command.",
+            registry=registry,
+        )
+        self.stripe_requests = Counter(
+            "evledger_stripe_requests", "Stripe API calls, by how they ended.",
+            ["call", "result"], registry=registry,
+        )
+        self.stripe_request_seconds = Histogram(
+            "evledger_stripe_request_seconds", "One Stripe API call, in seconds.", ["call"],
+            buckets=STRIPE_REQUEST_SECONDS_BUCKETS, registry=registry,
+        )
+        self.webhook_events = Counter(
+            "evledger_stripe_webhook_events", "Stripe webhook deliveries, by what was done.",
+            ["type", "result"], registry=registry,
+        )

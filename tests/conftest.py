@@ -5,6 +5,8 @@ Where the services come from, in order:
    `eval "$(scripts/services up)"` (what `scripts/test` and CI do; no Docker needed);
 2. else testcontainers, when a Docker engine answers;
 3. else the test fails, saying how to start the services. Integration tests never skip.
+stripe-mock (Stripe's API mock, for `ledger psp-stripe`) comes only from `STRIPE_MOCK_URL`,
+set by the same `scripts/services up`.
 
 Isolation: `fresh_database` is a brand-new empty database per test (dropped afterwards), and
 `fresh_topic_prefix` a unique prefix for the topics a test creates.
@@ -115,6 +117,15 @@ def kafka_bootstrap_servers() -> Iterator[str]:
 
 def _with_database(url: str, database_name: str) -> str:
     return urlsplit(url)._replace(path=f"/{database_name}").geturl()
+
+
+@pytest.fixture(scope="session")
+def stripe_mock_url() -> str:
+    """The HTTP address of stripe-mock (Stripe's API mock), e.g. http://127.0.0.1:12111."""
+    from_env = os.environ.get("STRIPE_MOCK_URL")
+    if not from_env:
+        pytest.fail(f"STRIPE_MOCK_URL is not set; {START_SERVICES_HINT}")
+    return from_env
 
 
 @pytest.fixture

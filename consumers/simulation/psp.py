@@ -4,9 +4,8 @@ Pure and deterministic. `decide` is a function of the policy, the command and ho
 attempts of the same payment the PSP has seen before; `Psp` adds the little memory a PSP
 keeps (answers by command id, attempts per payment) so a re-sent command gets the very same
 answer, and builds the `PaymentResult` message the ledger expects:
-- `request_id` is the command's `event_id` (the ledger's deterministic command id);
-- `event_id` of the result is derived from the command id, so answering twice publishes the
-  same event twice, which the ledger deduplicates;
+- `request_id` and `event_id` as every PSP adapter sets them (consumers/psp_results.py):
+  answering twice publishes the same event twice, which the ledger deduplicates;
 - `occurred_at` is the command's event time plus the policy's delay (never the wall clock),
   or later when the caller says the answer cannot come before `not_before`.
 
@@ -26,12 +25,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
-from uuid import UUID, uuid5
+from uuid import uuid5
 
+from consumers.psp_results import (
+    FAILURE_OUTCOME,
+    RESULT_NAMESPACE,
+    SUCCESS_OUTCOME,
+    payment_result,
+    result_event_id,
+)
 from ledger.messages import PaymentCommand, PaymentOutcome, PaymentResult
 
-# Namespace of the ids this simulated PSP makes up (result event ids, PSP references).
-PSP_NAMESPACE = UUID("0b6f3c55-5d0e-5a8e-9b0f-2d4c6e8a1f37")
+# result_event_id is re-exported: callers of the simulator find the id scheme here too.
+__all__ = ["Psp", "PspDecision", "PspPolicy", "decide", "psp_reference_for", "result_event_id"]
+
+# Namespace of the ids this simulated PSP makes up (PSP references).
+PSP_NAMESPACE = RESULT_NAMESPACE
 PSP_PRODUCER = "psp-simulator"
 # A result later than a day after its command would stall a session for a day: a policy
 # asking for that is a mistake, not a slow PSP.
@@ -41,17 +50,8 @@ ANSWERS_REMEMBERED_MAX = 1_000_000
 # Failures a flaky card can be configured to produce; more than every retry is "decline".
 FLAKY_FAILURES_MAX = 20
 
-_SUCCESS: dict[str, PaymentOutcome] = {
-    "authorize": "hold_authorized",
-    "capture": "captured",
-    "release": "released",
-    "charge": "charge_succeeded",
-    "refund": "refunded",
-}
-_FAILURE: dict[str, PaymentOutcome] = {
-    "authorize": "hold_failed",
-    "charge": "charge_failed",
-}
+_SUCCESS = SUCCESS_OUTCOME
+_FAILURE = FAILURE_OUTCOME
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +111,6 @@ def _draw(seed: int, command_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def result_event_id(command: PaymentCommand) -> str:
-    return str(uuid5(PSP_NAMESPACE, f"result\x1f{command.tenant_id}\x1f{command.event_id}"))
-
-
 def psp_reference_for(command: PaymentCommand) -> str:
     """A hold's or charge's reference at the PSP; capture and release keep the hold's."""
     if command.action in ("capture", "release", "refund") and command.psp_reference:
@@ -148,15 +144,11 @@ class Psp:
         at = command.occurred_at
         if not_before is not None and not_before > at:
             at = not_before
-        result = PaymentResult(
-            event_id=result_event_id(command),
-            tenant_id=command.tenant_id,
-            occurred_at=at + timedelta(seconds=self.policy.result_delay_s),
-            producer=PSP_PRODUCER,
-            request_id=command.event_id,
-            outcome=decision.outcome,
-            amount=Decimal(command.amount),
+        result = payment_result(
+            tenant_id=command.tenant_id, command_id=command.event_id,
+            outcome=decision.outcome, amount=Decimal(command.amount),
             currency=command.currency,
+            at=at + timedelta(seconds=self.policy.result_delay_s), producer=PSP_PRODUCER,
             psp_reference=psp_reference_for(command) if decision.approved else None,
             reason=decision.reason,
         )
