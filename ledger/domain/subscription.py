@@ -35,6 +35,7 @@ class PlanTerms:
     allowance_amount: Decimal | None
     overage_discount_percent: Decimal
     site_location_ids: tuple[str, ...]
+    overage_tariff_id: str | None = None  # the plan's own tariff for its subscribers
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> PlanTerms:
@@ -54,6 +55,7 @@ class PlanTerms:
             allowance_amount=dec("allowance_amount"),
             overage_discount_percent=dec("overage_discount_percent") or Decimal(0),
             site_location_ids=tuple(settings.get("site_location_ids") or ()),
+            overage_tariff_id=settings.get("overage_tariff_id"),
         )
 
     def to_settings(self) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class PlanTerms:
             "allowance_amount": self.allowance_amount,
             "overage_discount_percent": self.overage_discount_percent,
             "site_location_ids": list(self.site_location_ids),
+            "overage_tariff_id": self.overage_tariff_id,
         }
 
     @property

@@ -92,7 +92,7 @@ def _validate(message: Configuration, batch: Batch) -> None:
                 f"{message.effective_at.isoformat()})"
             )
     elif isinstance(message, PlanPublished):
-        check_plan(message)
+        check_plan(message, batch)
 
 
 def handle_configuration(message: Configuration, batch: Batch) -> None:

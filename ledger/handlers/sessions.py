@@ -156,6 +156,13 @@ def _start(
             partner=partner, subscription=subscription,
         )
     )
+    if decision.subscription is not None and decision.subscription.plan.overage_tariff_id:
+        # A plan with a tariff of its own prices its subscribers' sessions with it; the
+        # allowance covers its share of that price (docs/billing-decisions.md).
+        plan_tariff_id = decision.subscription.plan.overage_tariff_id
+        plan_tariff = config_as_of(batch, "tariff", session.tenant_id, plan_tariff_id, at)
+        if plan_tariff is not None:
+            tariff_id, tariff = plan_tariff_id, plan_tariff
     payer = Payer(
         billing_model=decision.billing_model,
         own_model=decision.own_model,

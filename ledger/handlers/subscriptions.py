@@ -41,12 +41,14 @@ POSTPAID_PURPOSE = "subscription"  # a post-paid cycle's invoice (fee and usage)
 BOUNDARY_SEPARATOR = "@"
 
 
-def check_plan(message: PlanPublished) -> None:
+def check_plan(message: PlanPublished, batch: Batch) -> None:
     """A plan is refused when the ledger could not bill it as published."""
-    if message.overage_tariff_id is not None:
-        raise RuleViolation(
-            f"plan {message.plan_id}: an own tariff for usage beyond the allowance is not "
-            "supported yet (use overage_discount_percent)"
+    if message.overage_tariff_id is not None and config_as_of(
+        batch, "tariff", message.tenant_id, message.overage_tariff_id, message.effective_at
+    ) is None:
+        raise InvalidInput(
+            f"plan {message.plan_id}: its own tariff {message.overage_tariff_id!r} is not "
+            f"published at {message.effective_at.isoformat()}"
         )
     if message.anchor == "calendar" and 12 % message.cycle_months:
         raise InvalidInput(

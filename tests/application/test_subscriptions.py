@@ -14,6 +14,7 @@ from typing import Any
 from ledger.domain.subscription import Subscription
 from ledger.messages import PlanPublished, SubscriptionChanged
 from tests.builders import (
+    ENERGY_TARIFF,
     T0,
     LedgerDriver,
     driver,
@@ -191,3 +192,23 @@ def test_a_subscription_to_an_unknown_plan_is_refused_with_the_reason() -> None:
     assert "unknown plan 'NOPE'" in refusal.reason
     d.apply(change("post", "NOPE", "cancel", T0))
     assert "holds no plan to cancel" in d.refusals()[-1].reason
+
+
+def test_a_plan_with_its_own_tariff_prices_what_lies_beyond_the_allowance_with_it() -> None:
+    # The plan's tariff: 0.20 EUR/kWh + 19 % = 0.238 per kWh. 5 kWh of allowance, 10 kWh
+    # charged: half covered by the plan, the other 5 kWh paid at the plan's price, 1.19.
+    cheap = dict(ENERGY_TARIFF, id="plan-cheap")
+    cheap["elements"] = [{"price_components": [
+        {"type": "ENERGY", "price": 0.20, "vat": 19.0, "step_size": 1}]}]
+    d = network(tariff("plan-cheap", cheap),
+                plan("OWN", allowance_kwh=Decimal("5"), overage_tariff_id="plan-cheap"))
+    d.apply(change("post", "OWN", "subscribe", T0 - timedelta(days=1)))
+    d.apply_each(session_events("tx1", "post", "10"))
+    assert settlement_of(d, "tx1")["total_incl_vat"] == Decimal("2.38")
+    assert shares(d, "tx1") == [("subscription", "post-1", "1.19"), ("driver", "post", "1.19")]
+
+
+def test_a_plan_naming_an_unpublished_tariff_is_refused() -> None:
+    d = network(plan("GHOST", overage_tariff_id="nope"))
+    [dead] = d.dead_letters()
+    assert "its own tariff 'nope' is not published" in dead.reason
