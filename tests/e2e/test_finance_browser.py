@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.finance_desk import TENANTS, issue_keys, run_cli, serving, simulated_day
+from tests.finance_desk import TENANTS, ingest, issue_keys, serving, simulated_day
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ WINDOW = (1100, 800)
 def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     directory = tmp_path_factory.mktemp("browser")
     store_url = f"sqlite:///{directory / 'evledger.db'}"
-    run_cli("ingest", "--events", str(simulated_day(directory)), "--store", store_url)
+    ingest(simulated_day(directory), store_url)
     key = issue_keys(store_url)[TENANTS[0]]
     with serving(store_url, directory / "serve.log") as base_url:
         yield base_url, key

@@ -21,6 +21,7 @@ from tests.finance_desk import (
     HTTP_TIMEOUT_S,
     TENANTS,
     ensure_reader_role,
+    ingest,
     issue_keys,
     new_database,
     run_cli,
@@ -66,7 +67,7 @@ def desk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     directory = tmp_path_factory.mktemp("finance")
     events = simulated_day(directory)
     with _store(request, directory) as store_url:
-        run_cli("ingest", "--events", str(events), "--store", store_url)
+        ingest(events, store_url)
         keys = issue_keys(store_url)
         with serving(store_url, directory / "serve.log") as base_url:
             yield Desk(base_url, store_url, keys)

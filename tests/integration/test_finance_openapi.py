@@ -17,8 +17,8 @@ from schemathesis.checks import not_a_server_error
 from tests.finance_desk import (
     HTTP_TIMEOUT_S,
     TENANTS,
+    ingest,
     issue_keys,
-    run_cli,
     serving,
     simulated_day,
 )
@@ -33,7 +33,7 @@ KEYS: dict[str, str] = {}
 def finance_openapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.Schema]:
     directory = tmp_path_factory.mktemp("openapi")
     store_url = f"sqlite:///{directory / 'evledger.db'}"
-    run_cli("ingest", "--events", str(simulated_day(directory)), "--store", store_url)
+    ingest(simulated_day(directory), store_url)
     KEYS.update(issue_keys(store_url))
     with serving(store_url, directory / "serve.log") as base_url:
         # The document's location gives schemathesis the server's base URL.

@@ -21,7 +21,14 @@ from projections.tenant_isolation import (
     tables_lacking_isolation,
     tenant_tables,
 )
-from tests.finance_desk import TENANTS, ensure_reader_role, new_database, run_cli, simulated_day
+from tests.finance_desk import (
+    TENANTS,
+    ensure_reader_role,
+    ingest,
+    new_database,
+    run_cli,
+    simulated_day,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +39,7 @@ def isolated(database_url: str, tmp_path_factory: pytest.TempPathFactory
     ensure_reader_role(database_url)
     events = simulated_day(tmp_path_factory.mktemp("isolation"))
     with new_database(database_url) as url:
-        run_cli("ingest", "--events", str(events), "--store", url)
+        ingest(events, url)
         ledger = open_store(url)
         db = open_read_model(ledger)
         assert isinstance(db, PostgresReadModel)
@@ -107,5 +114,5 @@ def test_the_projector_still_writes_under_forced_security(
     url, db = isolated
     before = db.query("SELECT COUNT(*) FROM rm_invoices")[0][0]
     run_cli("simulate", "--sessions", "4", "--seed", "11", "--out", str(tmp_path / "more.jsonl"))
-    run_cli("ingest", "--events", str(tmp_path / "more.jsonl"), "--store", url)
+    ingest(tmp_path / "more.jsonl", url)
     assert db.query("SELECT COUNT(*) FROM rm_invoices")[0][0] > before
