@@ -53,6 +53,7 @@ def build_report(db: ReadModelDatabase) -> Report:
         "invoices": _invoices(db),
         "wallets": _wallets(db),
         "corporate_accounts": _corporate_accounts(db),
+        "tariffs": _tariffs(db),
         "journal": _journal(db),
         "dead_letters": _dead_letters(db),
         "refusals": _refusals(db),
@@ -136,6 +137,18 @@ def _wallets(db: ReadModelDatabase) -> list[dict[str, Any]]:
         )
     ]
     return sorted(wallets, key=lambda w: (w["tenant_id"], w["driver_id"]))
+
+
+def _tariffs(db: ReadModelDatabase) -> list[dict[str, Any]]:
+    """Each published tariff in plain words (issue 13), with its lint warnings."""
+    found = [
+        {"tenant_id": tenant, "tariff_id": tariff, "effective_at": effective_at,
+         "language": language, "explanation": json.loads(explanation),
+         "warnings": json.loads(warnings)}
+        for tenant, tariff, effective_at, language, explanation, warnings
+        in _rows(db, sql.SELECT_TARIFFS)
+    ]
+    return sorted(found, key=lambda t: (t["tenant_id"], t["tariff_id"], t["effective_at"]))
 
 
 def _corporate_accounts(db: ReadModelDatabase) -> list[dict[str, Any]]:

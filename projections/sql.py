@@ -188,6 +188,19 @@ TABLES: tuple[tuple[str, str], ...] = (
             PRIMARY KEY (tenant_id, partner_id, period_start)
         )""",
     ),
+    (
+        # Each accepted tariff publication in plain words, with its lint warnings.
+        "rm_tariffs",
+        """CREATE TABLE IF NOT EXISTS rm_tariffs (
+            tenant_id TEXT NOT NULL,
+            tariff_id TEXT NOT NULL,
+            effective_at TEXT NOT NULL,
+            language TEXT NOT NULL,
+            explanation_json TEXT NOT NULL,
+            warnings_json TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, tariff_id, effective_at)
+        )""",
+    ),
 )
 INDEXES: tuple[str, ...] = (
     # Balances are sums by account: without this every wallet balance scans the journal.
@@ -285,6 +298,20 @@ JOURNAL_POSTING = Statement(
     "INSERT INTO rm_journal_postings (tenant_id, entry_id, seq, account, currency, amount,"
     " amount_minor)"
     " VALUES (:tenant_id, :entry_id, :seq, :account, :currency, :amount, :amount_minor)",
+)
+TARIFF_PUBLISHED = Statement(
+    "tariff_published",
+    "INSERT INTO rm_tariffs (tenant_id, tariff_id, effective_at, language, explanation_json,"
+    " warnings_json) VALUES (:tenant_id, :tariff_id, :effective_at, :language,"
+    " :explanation_json, :warnings_json)"
+    " ON CONFLICT (tenant_id, tariff_id, effective_at) DO UPDATE SET"
+    " language = excluded.language, explanation_json = excluded.explanation_json,"
+    " warnings_json = excluded.warnings_json",
+)
+SELECT_TARIFFS = Statement(
+    "select_tariffs",
+    "SELECT tenant_id, tariff_id, effective_at, language, explanation_json, warnings_json"
+    " FROM rm_tariffs",
 )
 CORPORATE_ACCOUNT_OPENED = Statement(
     "corporate_account_opened",

@@ -182,6 +182,7 @@ def render_text(demo: DemoRun) -> str:
         "",
         render_summary(demo.report).rstrip("\n"),
         *render_sponsors(demo.report),
+        *render_tariffs(demo.report),
         *render_vouchers(demo),
     ]
     lines.append(
@@ -221,6 +222,16 @@ def render_sponsors(report: dict[str, Any]) -> list[str]:
             f" {i['total_excl_vat']:>8} + VAT {i['total_vat']} = {i['total_incl_vat']}"
             f" {i['currency']} ({i['kind']})"
         )
+    return lines
+
+
+def render_tariffs(report: dict[str, Any]) -> list[str]:
+    """Each published tariff in plain words, as drivers and operations are shown it."""
+    lines = [f"Tariffs published: {len(report['tariffs'])} (in plain words; warnings if any)"]
+    for t in report["tariffs"]:
+        lines.append(f"  {t['tenant_id']:<16} {t['tariff_id']} from {t['effective_at']}")
+        lines.extend(f"      {line}" for line in t["explanation"])
+        lines.extend(f"      ! {warning}" for warning in t["warnings"])
     return lines
 
 

@@ -10,7 +10,9 @@ from ledger.batch import Batch
 from ledger.domain.configuration import EffectiveDated, config_id
 from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.tariff import parse_tariff
+from ledger.domain.tariff_explanation import explain_tariff
 from ledger.domain.tariff_lint import fatal, lint_tariff_text
+from ledger.domain.tariff_publication import TariffPublication
 from ledger.handlers.lookups import config_as_of, require_tenant
 from ledger.handlers.subscriptions import change_subscription, check_plan
 from ledger.messages import (
@@ -36,6 +38,8 @@ CONFIG_KINDS: dict[type[Configuration], tuple[str, str]] = {
     PartnerConfigured: ("partner", "partner_id"),
     EnrolmentChanged: ("enrolment", "driver_id"),
 }
+# The report's explanation of each published tariff (`ledger tariff explain` has the others).
+PUBLICATION_LANGUAGE = "en"
 SETTINGS_EXCLUDED = {"event_id", "tenant_id", "occurred_at", "producer", "schema_version"}
 
 
@@ -107,11 +111,32 @@ def handle_configuration(message: Configuration, batch: Batch) -> None:
     if aggregate.has_change(message.event_id):
         return
     aggregate.change(message.effective_at, message.event_id, settings_of(message))
-    if isinstance(message, DriverConfigured):
+    if isinstance(message, TariffPublished):
+        _record_publication(message, batch)
+    elif isinstance(message, DriverConfigured):
         _index_tokens(message, batch)
     elif isinstance(message, SubscriptionChanged):
         tenant = require_tenant(batch, message.tenant_id, message.effective_at)
         change_subscription(message, tenant, batch)
+
+
+def _record_publication(message: TariffPublished, batch: Batch) -> None:
+    """The accepted tariff in plain words (in the tenant's zone) and its lint warnings."""
+    publication_id = TariffPublication.create_id(
+        message.tenant_id, message.tariff_id, message.event_id
+    )
+    if batch.get(TariffPublication, publication_id) is not None:
+        return
+    tenant = require_tenant(batch, message.tenant_id, message.effective_at)
+    tariff = parse_tariff(json.loads(message.ocpi_tariff_json))
+    zone = ZoneInfo(str(tenant.get("time_zone") or "UTC"))
+    batch.add(TariffPublication(
+        tenant_id=message.tenant_id, tariff_id=message.tariff_id,
+        source_event_id=message.event_id, effective_at=message.effective_at,
+        language=PUBLICATION_LANGUAGE,
+        explanation=list(explain_tariff(tariff, PUBLICATION_LANGUAGE, zone)),
+        warnings=[str(f) for f in lint_tariff_text(message.ocpi_tariff_json)],
+    ))
 
 
 def _index_tokens(message: DriverConfigured, batch: Batch) -> None:

@@ -40,3 +40,15 @@ def test_warnings_alone_do_not_refuse_a_tariff() -> None:
     assert d.apply(_republish(no_vat)).dead_lettered == 0
     in_force = d.get(EffectiveDated, config_id("tariff", "t1", "energy")).as_of(T0)
     assert json.loads(in_force["ocpi_tariff_json"]) == no_vat
+
+
+def test_an_accepted_tariff_is_recorded_in_plain_words_with_its_warnings() -> None:
+    from ledger.domain.tariff_publication import TariffPublication
+
+    d = LedgerDriver()
+    d.apply(tenant(time_zone="Europe/Berlin"), tariff())
+    [published] = d._all(TariffPublication.Published)
+    assert published.tariff_id == "energy" and published.language == "en"
+    assert any("0.40 EUR per kWh" in line or "0.4 EUR per kWh" in line
+               for line in published.explanation), published.explanation
+    assert published.warnings == []

@@ -151,3 +151,11 @@ def test_partners_and_plans_show_with_their_invoices(demo: tuple[Path, str, floa
     assert kinds["corporate_settlement"] == 2 and kinds["subscription_invoice"] >= 4
     payers = Counter(p["payer"] for s in report["sessions"] for p in s["charged_to"])
     assert payers["partner"] and payers["subscription"] and payers["discount"]
+
+
+def test_every_tariff_is_explained_in_plain_words(demo: tuple[Path, str, float]) -> None:
+    tariffs = report_of(demo)["tariffs"]
+    assert len(tariffs) >= 5, "the operator's AC, DC and ad hoc tariffs"
+    for t in tariffs:
+        assert t["explanation"] and all(isinstance(line, str) for line in t["explanation"])
+        assert t["language"] == "en"
