@@ -7,18 +7,20 @@ import argparse
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
 
 from consumers import kafka_clients
 from consumers.commands.topics import create_topics
-from consumers.settings import settings_from
+from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
 from ledger.application import Ledger
 from tests.conftest import drop_database
-from tests.e2e.test_billing_models import PROCESSES, Stack
+from tests.e2e.test_billing_models import Stack
+
+S = TypeVar("S", bound=Stack)
 
 
 @pytest.fixture(scope="module")
@@ -32,24 +34,34 @@ def stack_database(database_url: str) -> Iterator[str]:
         drop_database(database_url, name)
 
 
-@pytest.fixture(scope="module")
-def stack(
-    stack_database: str, kafka_bootstrap_servers: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    prefix = f"e2e-billing-{uuid.uuid4().hex[:8]}-"
+def stack_settings(kafka_bootstrap_servers: str, database: str, prefix: str) -> Settings:
+    """The settings of a stack under its own topic prefix, its topics created."""
     settings = settings_from(argparse.Namespace(
-        bootstrap_servers=kafka_bootstrap_servers, topic_prefix=prefix, store=stack_database,
+        bootstrap_servers=kafka_bootstrap_servers, topic_prefix=prefix, store=database,
         group_id=f"{prefix}ledger", metrics_port=0, session_timeout_ms=10_000,
     ), environ={})
     with closing(kafka_clients.admin(settings)) as admin:
         create_topics(admin, settings.all_topics(), partitions=3, replication_factor=1)
-    running = Stack(settings, stack_database, tmp_path_factory.mktemp("stack-logs"))
-    running.start()
+    return settings
+
+
+def running(stack: S) -> Iterator[S]:
+    """Start the stack's processes, hand it out, stop them: each must exit 0."""
+    stack.start()
     try:
-        yield running
+        yield stack
     finally:
-        codes = running.stop()
-    assert codes == dict.fromkeys(PROCESSES, 0), f"processes did not stop cleanly: {codes}"
+        codes = stack.stop()
+    assert codes and codes == dict.fromkeys(codes, 0), f"processes did not stop cleanly: {codes}"
+
+
+@pytest.fixture(scope="module")
+def stack(
+    stack_database: str, kafka_bootstrap_servers: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    settings = stack_settings(kafka_bootstrap_servers, stack_database,
+                              f"e2e-billing-{uuid.uuid4().hex[:8]}-")
+    yield from running(Stack(settings, stack_database, tmp_path_factory.mktemp("stack-logs")))
 
 
 @pytest.fixture(scope="module")

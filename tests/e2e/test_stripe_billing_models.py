@@ -23,14 +23,12 @@ status `requires_payment_method`, whatever the card, so
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,11 +36,9 @@ from typing import Any
 
 import pytest
 
-from consumers import kafka_clients
-from consumers.commands.topics import create_topics
-from consumers.settings import settings_from
 from ledger.application import Ledger
 from tests.builders import T0, driver, location, session_events, tariff, tenant, tick
+from tests.e2e.conftest import running, stack_settings
 from tests.e2e.test_billing_models import (  # the same stack helpers
     ROOT,
     Stack,
@@ -101,25 +97,15 @@ def stack(
     stack_database: str, kafka_bootstrap_servers: str, stripe_mock_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[StripeStack]:
-    prefix = f"e2e-stripe-{uuid.uuid4().hex[:8]}-"
-    settings = settings_from(argparse.Namespace(
-        bootstrap_servers=kafka_bootstrap_servers, topic_prefix=prefix, store=stack_database,
-        group_id=f"{prefix}ledger", metrics_port=0, session_timeout_ms=10_000,
-    ), environ={})
-    with closing(kafka_clients.admin(settings)) as admin:
-        create_topics(admin, settings.all_topics(), partitions=3, replication_factor=1)
+    settings = stack_settings(kafka_bootstrap_servers, stack_database,
+                              f"e2e-stripe-{uuid.uuid4().hex[:8]}-")
     logs = tmp_path_factory.mktemp("stripe-stack-logs")
-    running = StripeStack(settings, stack_database, logs)
-    running.stripe_mock_url = stripe_mock_url
-    running.accounts = logs / "stripe-accounts.json"
-    running.accounts.write_text(json.dumps(
+    stripe_stack = StripeStack(settings, stack_database, logs)
+    stripe_stack.stripe_mock_url = stripe_mock_url
+    stripe_stack.accounts = logs / "stripe-accounts.json"
+    stripe_stack.accounts.write_text(json.dumps(
         {t: {"secret_key": "sk_test_e2e", "webhook_secret": "whsec_e2e"} for t in TENANTS}))
-    running.start()
-    try:
-        yield running
-    finally:
-        codes = running.stop()
-    assert codes == dict.fromkeys(PROCESSES, 0), f"processes did not stop cleanly: {codes}"
+    yield from running(stripe_stack)
 
 
 def stripe_network(stack: Stack, producer: Any, ledger: Ledger, tenant_id: str,
