@@ -115,10 +115,13 @@ def open_ledger(
 
 
 def _lost_creation_race(exc: PersistenceError) -> bool:
-    # "tuple concurrently updated" (functions), or a type or table another process created
-    # between our IF NOT EXISTS check and our CREATE (seen with three writers starting at once).
+    # "tuple concurrently updated" (functions), a type or table another process created
+    # between our IF NOT EXISTS check and our CREATE (seen with three writers starting at once),
+    # or the library's tracking-table migration row, which two processes that both found no
+    # tracking table both insert (the winner committed it, so the retry finds it).
     text = str(exc)
-    return "concurrently" in text or "pg_type_typname_nsp_index" in text
+    return ("concurrently" in text or "pg_type_typname_nsp_index" in text
+            or "Failed to record tracking for __migration__" in text)
 
 
 def existing_ids_probe(ledger: Ledger) -> Callable[[Sequence[UUID]], set[UUID]]:

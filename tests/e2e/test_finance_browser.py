@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -66,10 +67,17 @@ def browser(tmp_path: Path) -> Iterator[tuple[WebDriver, Path]]:
         driver.quit()
 
 
+def _until_heading(driver: WebDriver, heading: str) -> None:
+    # The heading is found, then read: a page that navigates in between (the login's
+    # redirect) makes the found element stale, which only means "look again".
+    WebDriverWait(driver, PAGE_LOAD_S_MAX,
+                  ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+                  ).until(lambda d: heading in d.find_element(By.TAG_NAME, "h1").text)
+
+
 def _open(driver: WebDriver, url: str, heading: str) -> None:
     driver.get(url)
-    WebDriverWait(driver, PAGE_LOAD_S_MAX).until(
-        lambda d: heading in d.find_element(By.TAG_NAME, "h1").text)
+    _until_heading(driver, heading)
 
 
 def _shot(driver: WebDriver, name: str) -> None:
@@ -101,8 +109,7 @@ def test_finance_pages_in_a_real_browser(desk: tuple[str, str],
     _shot(driver, "login")  # before the key is typed: the same pixels on every run
     driver.find_element(By.ID, "key").send_keys(key)
     driver.find_element(By.ID, "login").click()
-    WebDriverWait(driver, PAGE_LOAD_S_MAX).until(
-        lambda d: d.find_element(By.TAG_NAME, "h1").text == "Overview")
+    _until_heading(driver, "Overview")
     chart = driver.find_element(By.CSS_SELECTOR, "#revenue-chart svg")
     assert chart.find_elements(By.TAG_NAME, "rect")
     _shot(driver, "overview")
