@@ -8,6 +8,7 @@ client gives up. Limits and their reasons live in `ledger.limits`.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,8 @@ FETCH_MAX_WAIT_MS = 100
 PRODUCER_BATCH_BYTES = 256 * 1024
 # The largest record the relay may send: the codec's 4 MiB message limit plus headers.
 PRODUCER_REQUEST_BYTES_MAX = 5 * 1024 * 1024
+# The library's reason for a refused login, as quoted in our error.
+SECURITY_REASON_CHARS_MAX = 300
 
 
 class KafkaUnavailable(Exception):
@@ -60,17 +63,40 @@ def _common(settings: Settings, role: str) -> dict[str, Any]:
         "client_id": f"{settings.client_id}-{role}",
         "request_timeout_ms": KAFKA_REQUEST_TIMEOUT_MS,
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
-        "security_protocol": "PLAINTEXT",
+        **settings.security.client_options(),
     }
 
 
+class _SecurityFailures(logging.Handler):
+    """kafka-python retries a refused login until its bootstrap timeout, then says only that
+    it could not bootstrap; the reason is in its log, collected here for the error."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if any(word in text for word in ("Authentication", "SASL", "SSL", "certificate")):
+            self.reasons.append(" ".join(text.split())[:SECURITY_REASON_CHARS_MAX])
+
+
 def _started(settings: Settings, construct: Callable[..., Any], **config: Any) -> Any:
+    failures = _SecurityFailures()
+    kafka_log = logging.getLogger("kafka")
+    kafka_log.addHandler(failures)
     try:
         return construct(**config)
     except KafkaError as exc:
+        # A refused login says why; a later disconnect of the same attempt does not.
+        reasons = sorted(failures.reasons, key=lambda text: "Authentication" not in text)
+        why = (f"{reasons[0]} (as {settings.security.sasl_username or 'no user'},"
+               f" {settings.security.protocol})" if reasons else str(exc))
         raise KafkaUnavailable(
-            f"cannot reach Kafka at {','.join(settings.bootstrap_servers)}: {exc}"
+            f"cannot reach Kafka at {','.join(settings.bootstrap_servers)}: {why}"
         ) from exc
+    finally:
+        kafka_log.removeHandler(failures)
 
 
 def consumer(settings: Settings) -> Any:

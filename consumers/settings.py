@@ -12,6 +12,8 @@ default; nothing below this module reads the environment.
 | metrics port | `--metrics-port` | `LEDGER_METRICS_PORT` | 0 (off) |
 | session timeout | `--session-timeout-ms` | `LEDGER_KAFKA_SESSION_TIMEOUT_MS` | 45000 |
 
+Security (TLS, SASL/SCRAM) comes from the environment only: `consumers/kafka_security.py`.
+
 The topic prefix is prepended to every topic name (`ledger.messages`), so several
 deployments, or test runs, can share one cluster without seeing each other's messages.
 """
@@ -23,10 +25,11 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consumers.cli import CliError
 from consumers.kafka_limits import CONSUMER_SESSION_TIMEOUT_MS, CONSUMER_SESSION_TIMEOUT_MS_MIN
+from consumers.kafka_security import KafkaSecurity, security_from
 from consumers.kafka_topics import DEAD_LETTER_TOPIC, INBOUND_TOPICS, OUTBOUND_TOPICS
 from consumers.store import STORE_ENV_VAR, redacted_url, store_url_from
 
@@ -59,6 +62,7 @@ class Settings:
     metrics_port: int
     session_timeout_ms: int
     client_id: str
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     def store_redacted(self) -> str:
         """The store URL without its password, for messages and logs."""
@@ -168,6 +172,7 @@ def settings_from(
         session_timeout_ms=session_timeout_ms,
         # Shows up in broker logs and group descriptions: which host and process this is.
         client_id=f"evledger-{socket.gethostname()}-{os.getpid()}",
+        security=security_from(env),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from psycopg import sql as psycopg_sql
 
 from consumers.cli import main
 from consumers.commands.ingest import DEAD_LETTERED_EXIT_CODE
+from tests.ports import free_port
 
 TENANTS = ("cpo-de", "cpo-nl")
 # A small day with faults (a dead letter) and refusals, for both tenants: enough documents
@@ -95,16 +95,10 @@ def new_database(database_url: str) -> Iterator[str]:
                 identifier))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serving(store_url: str, log_path: Path) -> Iterator[str]:
     """`ledger serve` on `store_url`; yields its base URL once /openapi.json answers."""
-    port = _free_port()
+    port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [*LEDGER_COMMAND, "serve", "--store", store_url, "--port", str(port)],

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -49,6 +48,7 @@ from projections.database import open_read_model
 from projections.report import build_report
 from projections.runner import catch_up, ensure_schema
 from tests.builders import T0, driver, location, tenant, top_up
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -63,13 +63,6 @@ PROCESS_EXIT_DEADLINE_S = 30
 METRICS_SCRAPE_TIMEOUT_S = 10
 # Between waves of top-ups: long enough for both members to poll and apply in between.
 WAVE_PAUSE_S = 0.1
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def make_settings(database: str, bootstrap: str, prefix: str, **extra: Any) -> Settings:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -41,6 +40,7 @@ from tests.integration.test_ingest import (
     subprocess_env,
     write_day_file,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -215,11 +215,6 @@ def test_a_double_booking_stops_the_projection_and_writes_nothing_of_its_page(
 
 
 # ---------------------------------------------------------------------------- observability
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def scrape(port: int) -> str:
