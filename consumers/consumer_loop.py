@@ -108,7 +108,26 @@ def inbound_from_record(record: Any, settings: Settings) -> Inbound:
     expected_topic = settings.topic(topic_of(message))
     if record.topic != expected_topic:
         return refused(f"{type_name} belongs on {expected_topic}, not {record.topic}", type_name)
+    tenant_refusal = tenant_mismatch(message.tenant_id, key, settings)
+    if tenant_refusal is not None:
+        return refused(tenant_refusal, type_name)
     return Inbound(source, record.offset, message, key=key, raw=raw, type_name=type_name)
+
+
+def tenant_mismatch(tenant_id: str, key: str | None, settings: Settings) -> str | None:
+    """Why a record may not speak for `tenant_id`, or None.
+
+    The transport vouches for a tenant twice: the record key starts with it (every producer
+    keys `tenant:...`, `key_for`), and, where a deployment gives each tenant its own topic
+    prefix with ACLs, the consumer of that prefix accepts only the tenants it is told
+    (`--tenants`). A payload claiming another tenant is a misrouted or hostile record."""
+    if key is None or not key.startswith(f"{tenant_id}:"):
+        return (f"tenant {tenant_id!r} in the payload does not match the record key {key!r}"
+                " (keys are TENANT:...)")
+    if settings.tenants is not None and tenant_id not in settings.tenants:
+        return (f"tenant {tenant_id!r} is not served by these topics (accepted:"
+                f" {', '.join(sorted(settings.tenants))})")
+    return None
 
 
 class PartitionGate(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -314,4 +333,5 @@ __all__ = [
     "parse_source",
     "raw_from_bytes",
     "source_name",
+    "tenant_mismatch",
 ]

@@ -11,6 +11,7 @@ default; nothing below this module reads the environment.
 | store | `--store` | `LEDGER_STORE` | `sqlite:///./evledger.db` |
 | metrics port | `--metrics-port` | `LEDGER_METRICS_PORT` | 0 (off) |
 | session timeout | `--session-timeout-ms` | `LEDGER_KAFKA_SESSION_TIMEOUT_MS` | 45000 |
+| tenants accepted | `--tenants` | `LEDGER_TENANTS` | any |
 
 Security (TLS, SASL/SCRAM) comes from the environment only: `consumers/kafka_security.py`.
 
@@ -38,6 +39,7 @@ GROUP_ID_ENV_VAR = "LEDGER_GROUP_ID"
 TOPIC_PREFIX_ENV_VAR = "LEDGER_TOPIC_PREFIX"
 METRICS_PORT_ENV_VAR = "LEDGER_METRICS_PORT"
 SESSION_TIMEOUT_ENV_VAR = "LEDGER_KAFKA_SESSION_TIMEOUT_MS"
+TENANTS_ENV_VAR = "LEDGER_TENANTS"
 
 DEFAULT_GROUP_ID = "evledger-ledger"
 PORT_MAX = 65_535
@@ -63,6 +65,8 @@ class Settings:
     session_timeout_ms: int
     client_id: str
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    # The tenants whose messages these topics may carry; None: any.
+    tenants: frozenset[str] | None = None
 
     def store_redacted(self) -> str:
         """The store URL without its password, for messages and logs."""
@@ -116,6 +120,12 @@ def add_arguments(
                 f" (default: ${SESSION_TIMEOUT_ENV_VAR}, else {CONSUMER_SESSION_TIMEOUT_MS})"
             ),
         )
+    if group:
+        parser.add_argument(
+            "--tenants", metavar="TENANT[,TENANT...]",
+            help="accept only these tenants' messages; others are dead-lettered (default:"
+            f" ${TENANTS_ENV_VAR}, else any): for topic prefixes per tenant under ACLs",
+        )
     if metrics:
         parser.add_argument(
             "--metrics-port", metavar="PORT", type=int,
@@ -161,6 +171,9 @@ def settings_from(
             f"{CONSUMER_SESSION_TIMEOUT_MS_MIN}..{SESSION_TIMEOUT_MS_MAX}"
         )
 
+    tenants_text = _option(args, "tenants") or env.get(TENANTS_ENV_VAR) or ""
+    tenants = frozenset(t.strip() for t in tenants_text.split(",") if t.strip()) or None
+
     store_option = _option(args, "store")
     store_url = store_url_from(store_option) if _has(args, "store") else ""
     return Settings(
@@ -173,6 +186,7 @@ def settings_from(
         # Shows up in broker logs and group descriptions: which host and process this is.
         client_id=f"evledger-{socket.gethostname()}-{os.getpid()}",
         security=security_from(env),
+        tenants=tenants,
     )
 
 

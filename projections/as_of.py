@@ -60,11 +60,12 @@ def replay_until(ledger: Application[Any], db: ReadModelDatabase, cutoff: dateti
     return applied
 
 
-def as_of_report(ledger: Application[Any], cutoff: datetime) -> Report:
+def as_of_report(ledger: Application[Any], cutoff: datetime,
+                 tenant: str | None = None) -> Report:
     db = SqliteReadModel(":memory:")
     try:
         ensure_schema(db)
         replay_until(ledger, db, cutoff)
-        return build_report(db)
+        return build_report(db, tenant)
     finally:
         db.close()

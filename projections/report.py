@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -45,31 +45,43 @@ def _position_key(position: str) -> tuple[int, int | str]:
     return (0, int(position)) if position.isdigit() else (1, position)
 
 
-def build_report(db: ReadModelDatabase) -> Report:
-    sessions, sessions_open = _sessions(db)
+def build_report(db: ReadModelDatabase, tenant: str | None = None) -> Report:
+    """The report of every tenant, or of `tenant` alone (its rows, counts and sums only;
+    dead letters that no tenant could be read from belong to none and are left out)."""
+    mine = _of_tenant(tenant)
+    sessions, sessions_open = _sessions(db, mine)
     return {
         "sessions": sessions,
         "sessions_open": sessions_open,
-        "invoices": _invoices(db),
-        "wallets": _wallets(db),
-        "corporate_accounts": _corporate_accounts(db),
-        "tariffs": _tariffs(db),
-        "journal": _journal(db),
-        "dead_letters": _dead_letters(db),
-        "refusals": _refusals(db),
-        "outbound_commands": _outbound_commands(db),
+        "invoices": _invoices(db, mine),
+        "wallets": _wallets(db, mine),
+        "corporate_accounts": _corporate_accounts(db, mine),
+        "tariffs": _tariffs(db, mine),
+        "journal": _journal(db, mine),
+        "dead_letters": _dead_letters(db, mine),
+        "refusals": _refusals(db, mine),
+        "outbound_commands": _outbound_commands(db, mine),
     }
 
 
-def current_report(ledger: Application[Any]) -> Report:
+def current_report(ledger: Application[Any], tenant: str | None = None) -> Report:
     """The report of everything `ledger`'s store holds now (catches the read models up)."""
     db = open_read_model(ledger)
     try:
         ensure_schema(db)
         catch_up(ledger, db)
-        return build_report(db)
+        return build_report(db, tenant)
     finally:
         db.close()
+
+
+TenantFilter = Callable[[Any], bool]
+
+
+def _of_tenant(tenant: str | None) -> TenantFilter:
+    if tenant is None:
+        return lambda _tenant_id: True
+    return lambda tenant_id: tenant_id == tenant
 
 
 def render_json(report: Report) -> str:
@@ -77,7 +89,7 @@ def render_json(report: Report) -> str:
 
 
 # ---------------------------------------------------------------------------- sections
-def _sessions(db: ReadModelDatabase) -> tuple[list[dict[str, Any]], int]:
+def _sessions(db: ReadModelDatabase, mine: TenantFilter) -> tuple[list[dict[str, Any]], int]:
     payers: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = defaultdict(list)
     for tenant_id, session_id, seq, payer, payer_id, amount in _rows(
         db, sql.SELECT_SESSION_PAYERS
@@ -90,6 +102,8 @@ def _sessions(db: ReadModelDatabase) -> tuple[list[dict[str, Any]], int]:
     for row in _rows(db, sql.SELECT_SESSIONS):
         (tenant_id, session_id, status, billing_model, driver_id, currency, total_excl_vat,
          total_vat, total_incl_vat, receipt_number, ended_at, stop_reason) = row
+        if not mine(tenant_id):
+            continue
         if status != "settled":
             open_count += 1
             continue
@@ -116,14 +130,15 @@ def _sessions(db: ReadModelDatabase) -> tuple[list[dict[str, Any]], int]:
     return settled, open_count
 
 
-def _invoices(db: ReadModelDatabase) -> list[dict[str, Any]]:
+def _invoices(db: ReadModelDatabase, mine: TenantFilter) -> list[dict[str, Any]]:
     names = ("tenant_id", "number", "kind", "reference", "bill_to", "currency",
              "total_excl_vat", "total_vat", "total_incl_vat", "issued_at")
-    invoices = [dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_INVOICES)]
+    invoices = [dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_INVOICES)
+                if mine(row[0])]
     return sorted(invoices, key=lambda i: (i["tenant_id"], i["number"]))
 
 
-def _wallets(db: ReadModelDatabase) -> list[dict[str, Any]]:
+def _wallets(db: ReadModelDatabase, mine: TenantFilter) -> list[dict[str, Any]]:
     wallets = [
         {
             "tenant_id": tenant_id,
@@ -135,36 +150,40 @@ def _wallets(db: ReadModelDatabase) -> list[dict[str, Any]]:
         for tenant_id, driver_id, currency, postings_minor in _rows(
             db, sql.SELECT_WALLET_BALANCES
         )
+        if mine(tenant_id)
     ]
     return sorted(wallets, key=lambda w: (w["tenant_id"], w["driver_id"]))
 
 
-def _tariffs(db: ReadModelDatabase) -> list[dict[str, Any]]:
+def _tariffs(db: ReadModelDatabase, mine: TenantFilter) -> list[dict[str, Any]]:
     """Each published tariff in plain words (issue 13), with its lint warnings."""
     found = [
         {"tenant_id": tenant, "tariff_id": tariff, "effective_at": effective_at,
          "language": language, "explanation": json.loads(explanation),
          "warnings": json.loads(warnings)}
         for tenant, tariff, effective_at, language, explanation, warnings
-        in _rows(db, sql.SELECT_TARIFFS)
+        in _rows(db, sql.SELECT_TARIFFS) if mine(tenant)
     ]
     return sorted(found, key=lambda t: (t["tenant_id"], t["tariff_id"], t["effective_at"]))
 
 
-def _corporate_accounts(db: ReadModelDatabase) -> list[dict[str, Any]]:
+def _corporate_accounts(db: ReadModelDatabase, mine: TenantFilter) -> list[dict[str, Any]]:
     names = ("tenant_id", "partner_id", "period_start", "period_end", "currency",
              "pool_cap", "pool_used")
     accounts = [
         dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_CORPORATE_ACCOUNTS)
+        if mine(row[0])
     ]
     return sorted(accounts, key=lambda a: (a["tenant_id"], a["partner_id"], a["period_start"]))
 
 
-def _journal(db: ReadModelDatabase) -> dict[str, Any]:
-    entries = int(_rows(db, sql.SELECT_JOURNAL_ENTRY_COUNT)[0][0])
-    sums = [(str(c), int(minor), int(n)) for c, minor, n in _rows(db, sql.SELECT_POSTING_SUMS)]
+def _journal(db: ReadModelDatabase, mine: TenantFilter) -> dict[str, Any]:
+    entries = sum(int(n) for t, n in _rows(db, sql.SELECT_JOURNAL_ENTRY_COUNT) if mine(t))
+    sums = [(str(c), int(minor), int(n))
+            for t, c, minor, n in _rows(db, sql.SELECT_POSTING_SUMS) if mine(t)]
     unbalanced = sorted(
-        ({"tenant_id": t, "entry_id": e} for t, e in _rows(db, sql.SELECT_UNBALANCED_ENTRIES)),
+        ({"tenant_id": t, "entry_id": e}
+         for t, e in _rows(db, sql.SELECT_UNBALANCED_ENTRIES) if mine(t)),
         key=lambda u: (u["tenant_id"], u["entry_id"]),
     )
     return {
@@ -192,25 +211,31 @@ def sum_of_postings(minor_by_currency: Iterable[tuple[str, int]]) -> str:
     return Money(total, finest).to_str()
 
 
-def _dead_letters(db: ReadModelDatabase) -> dict[str, Any]:
+def _dead_letters(db: ReadModelDatabase, mine: TenantFilter) -> dict[str, Any]:
     names = ("source", "position", "tenant_id", "event_id", "type", "key", "reason",
              "received_at")
-    items = [dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_DEAD_LETTERS)]
+    items = [dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_DEAD_LETTERS)
+             if mine(row[2])]
     items.sort(key=lambda d: (d["source"], _position_key(d["position"])))
     # Of them, event ids that came again with another payload (reason: both digests).
     conflicts = sum(1 for d in items if str(d["reason"]).startswith(CONFLICT_REASON_PREFIX))
     return {"count": len(items), "conflicts": conflicts, "items": items}
 
 
-def _refusals(db: ReadModelDatabase) -> dict[str, Any]:
+def _refusals(db: ReadModelDatabase, mine: TenantFilter) -> dict[str, Any]:
     names = ("tenant_id", "event_id", "type", "subject", "reason", "refused_at")
-    items = [dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_REFUSALS)]
+    items = [dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_REFUSALS)
+             if mine(row[0])]
     items.sort(key=lambda r: (r["tenant_id"], r["event_id"]))
     return {"count": len(items), "items": items}
 
 
-def _outbound_commands(db: ReadModelDatabase) -> dict[str, Any]:
-    by_type = {str(name): int(count) for name, count in _rows(db, sql.SELECT_COMMAND_COUNTS)}
+def _outbound_commands(db: ReadModelDatabase, mine: TenantFilter) -> dict[str, Any]:
+    by_type: dict[str, int] = defaultdict(int)
+    for tenant_id, name, count in _rows(db, sql.SELECT_COMMAND_COUNTS):
+        if mine(tenant_id):
+            by_type[str(name)] += int(count)
+    by_type = dict(by_type)
     return {"count": sum(by_type.values()), "by_type": by_type}
 
 

@@ -387,13 +387,15 @@ SELECT_ACCOUNT_BALANCES = Statement(
     "SELECT tenant_id, account, currency, SUM(amount_minor) AS postings_minor"
     " FROM rm_journal_postings GROUP BY tenant_id, account, currency",
 )
+# Per tenant, so a report of one tenant (`ledger report --tenant`) counts only its own.
 SELECT_JOURNAL_ENTRY_COUNT = Statement(
-    "select_journal_entry_count", "SELECT COUNT(*) FROM rm_journal_entries"
+    "select_journal_entry_count",
+    "SELECT tenant_id, COUNT(*) FROM rm_journal_entries GROUP BY tenant_id",
 )
 SELECT_POSTING_SUMS = Statement(
     "select_posting_sums",
-    "SELECT currency, SUM(amount_minor) AS postings_minor, COUNT(*) AS postings"
-    " FROM rm_journal_postings GROUP BY currency",
+    "SELECT tenant_id, currency, SUM(amount_minor) AS postings_minor, COUNT(*) AS postings"
+    " FROM rm_journal_postings GROUP BY tenant_id, currency",
 )
 # Entries whose postings do not sum to zero: always empty unless something upstream broke.
 SELECT_UNBALANCED_ENTRIES = Statement(
@@ -417,7 +419,8 @@ SELECT_REFUSALS = Statement(
 )
 SELECT_COMMAND_COUNTS = Statement(
     "select_command_counts",
-    "SELECT type_name, COUNT(*) FROM rm_outbound_commands GROUP BY type_name",
+    "SELECT tenant_id, type_name, COUNT(*) FROM rm_outbound_commands"
+    " GROUP BY tenant_id, type_name",
 )
 
 

@@ -1,9 +1,12 @@
-"""`ledger report [--store URL] [--json] [--as-of INSTANT]`: what finance and auditors read.
+"""`ledger report [--store URL] [--json] [--as-of INSTANT] [--tenant T]`: what finance and
+auditors read.
 
 `--json` prints the report of CONTRACT.md, byte-identical for the same events. Without it, a
 short summary for finance. The read models are caught up first, so the report always
-reflects the store. `--as-of` rebuilds the report from the events recorded up to that
-instant instead (projections/as_of.py states the exact rule); it writes nothing.
+reflects the store. `--tenant` keeps one tenant's rows, counts and sums (the same keys; dead
+letters no tenant could be read from are left out). `--as-of` rebuilds the report from the
+events recorded up to that instant instead (projections/as_of.py states the exact rule); it
+writes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import datetime
 
 from consumers.cli import CliError
 from consumers.store import open_store, store_url_from
+from ledger.limits import TEXT_CHARS_MAX
 from projections.as_of import as_of_report
 from projections.report import current_report, render_json, render_summary
 from projections.values import ProjectionError
@@ -38,7 +42,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the report from the events recorded at or before this instant, e.g."
         " 2026-01-31T23:59:59Z (replayed in memory; the store is not changed)",
     )
+    parser.add_argument(
+        "--tenant", metavar="TENANT", type=parse_tenant,
+        help="only this tenant's sessions, documents, balances, journal and dead letters",
+    )
     parser.set_defaults(handler=run)
+
+
+def parse_tenant(text: str) -> str:
+    # The same rule as a message's text fields: printable, within TEXT_CHARS_MAX.
+    if not text or len(text) > TEXT_CHARS_MAX or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"not a tenant id: {text!r}")
+    return text
 
 
 def parse_instant(text: str) -> datetime:
@@ -55,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     with closing(open_store(store_url_from(args.store), create=False)) as ledger:
         try:
             report = (
-                as_of_report(ledger, args.as_of) if args.as_of is not None
-                else current_report(ledger)
+                as_of_report(ledger, args.as_of, args.tenant) if args.as_of is not None
+                else current_report(ledger, args.tenant)
             )
         except ProjectionError as exc:
             raise CliError(f"read models could not be brought up to date: {exc}") from exc

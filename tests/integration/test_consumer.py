@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -460,3 +461,32 @@ def test_hostile_records_are_dead_lettered_and_neither_consume_nor_the_read_mode
     assert any("amount" in item["reason"] for item in items)
     assert any(item["type"] == "WalletTopUp\\u0000Requested"
                and str(item["key"]).endswith("\\u0000") for item in items)
+
+
+def test_a_record_speaking_for_another_tenant_is_dead_lettered(
+    settings: Settings, ledger: Ledger, producer: Any
+) -> None:
+    # Issue 10: the payload's tenant_id was trusted whatever the transport said.
+    publish(producer, settings, [tenant("t1"), driver("d1", "wallet", tenant_id="t1"),
+                                 tenant("t2"), driver("d1", "wallet", tenant_id="t2")])
+    consume_until_caught_up(settings, ledger)
+    wallets_topic = settings.topic("wallets")
+    claims_t2 = top_up("d1", "7.00", tenant_id="t2")
+    publish_raw(producer, wallets_topic, encode(claims_t2), b"t1:d1", headers_for(claims_t2))
+    published_by_t2 = top_up("d1", "9.00", tenant_id="t2")
+    publish(producer, settings, [published_by_t2, top_up("d1", "5.00", tenant_id="t1")])
+
+    # This consumer serves t1's topics only (a topic prefix per tenant, under ACLs).
+    outcomes = consume_until_caught_up(replace(settings, tenants=frozenset({"t1"})), ledger)
+
+    assert totals(outcomes)["applied"] == 1 and totals(outcomes)["dead_lettered"] == 2
+    assert ledger.repository.get(Wallet.create_id("t1", "d1")).balance == Decimal("5.00")
+    t2_wallet = Wallet.create_id("t2", "d1")
+    assert (t2_wallet not in ledger.repository
+            or ledger.repository.get(t2_wallet).balance == Decimal("0"))
+    with closing(open_read_model(ledger)) as db:
+        ensure_schema(db)
+        catch_up(ledger, db)
+        reasons = sorted(item["reason"] for item in build_report(db)["dead_letters"]["items"])
+    assert "does not match the record key 't1:d1'" in reasons[0] + reasons[1]
+    assert "'t2' is not served by these topics (accepted: t1)" in reasons[0] + reasons[1]
