@@ -9,8 +9,17 @@
 | refund | POST /v1/refunds: payment_intent={psp_reference}, amount |
 
 Every request carries the command id as its idempotency key, amounts in the currency's minor
-unit (ISO 4217 exponent, ledger/domain/money.py), and metadata naming the tenant, what the
-money is for and the command, so a webhook finds its way back to the command.
+unit as Stripe counts it, and metadata naming the tenant, what the money is for and the
+command, so a webhook finds its way back to the command.
+
+Stripe's units follow ISO 4217 (ledger/domain/money.py) except where its currency guide's
+special cases say otherwise (docs.stripe.com/currencies#special-cases):
+- ISK: ISO has no minor unit; Stripe's API keeps two decimals (100 = 1 krona) and takes whole
+  krónur only, so the exponent is 2 and the amount a multiple of 100;
+- the three-decimal currencies (BHD, JOD, KWD, OMR, TND): Stripe's payment partners take the
+  amount with its last digit 0, so a command for 1.234 KWD is refused, never rounded (a
+  rounded charge would differ from the ledger's receivable).
+The zero-decimal currencies (JPY, KRW, CLP, ...) agree with ISO.
 
 The payment method token is the driver's saved card as Stripe knows it: `cus_.../pm_...`
 (customer and payment method: what off-session payments need) or a bare `pm_...`.
@@ -50,20 +59,42 @@ class StripeCall:
     intent_id: str | None = None
 
 
-def amount_minor(amount: Decimal, currency: str) -> int:
-    """`amount` in the currency's minor unit; refused when it is not a whole number of them."""
+# Where Stripe's API exponent differs from ISO 4217's.
+STRIPE_EXPONENT: dict[str, int] = {"ISK": 2}
+# Stripe amounts (in its minor units) must be multiples of these.
+STRIPE_AMOUNT_STEP: dict[str, int] = {
+    "ISK": 100, "BHD": 10, "JOD": 10, "KWD": 10, "OMR": 10, "TND": 10,
+}
+
+
+def stripe_exponent(currency: str) -> int:
     try:
-        exponent = currency_exponent(currency)
+        iso = currency_exponent(currency)
     except LedgerError as exc:
         raise InvalidCommand(str(exc)) from exc
-    minor = amount.scaleb(exponent)
-    if minor != minor.to_integral_value():
+    return STRIPE_EXPONENT.get(currency, iso)
+
+
+def amount_minor(amount: Decimal, currency: str) -> int:
+    """`amount` in Stripe's minor unit of the currency; refused when Stripe cannot take it
+    exactly (a fraction of the ISO minor unit, or not a multiple of Stripe's step)."""
+    exponent = stripe_exponent(currency)
+    iso_minor = amount.scaleb(currency_exponent(currency))
+    if iso_minor != iso_minor.to_integral_value():
         raise InvalidCommand(f"{amount} {currency} is not a whole number of minor units")
-    return int(minor)
+    minor = int(amount.scaleb(exponent))
+    step = STRIPE_AMOUNT_STEP.get(currency, 1)
+    if minor % step:
+        raise InvalidCommand(
+            f"{amount} {currency}: Stripe takes {currency} in steps of"
+            f" {Decimal(step).scaleb(-exponent)} only"
+        )
+    return minor
 
 
 def amount_major(minor: int, currency: str) -> Decimal:
-    return Decimal(minor).scaleb(-currency_exponent(currency))
+    """A Stripe amount (webhooks) back in the currency's major unit."""
+    return Decimal(minor).scaleb(-stripe_exponent(currency))
 
 
 def saved_payment_method(token: str | None) -> tuple[str | None, str]:

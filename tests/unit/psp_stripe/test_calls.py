@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.psp_stripe.calls import (
+    STRIPE_AMOUNT_STEP,
     InvalidCommand,
     amount_major,
     amount_minor,
@@ -68,16 +69,32 @@ def test_capture_release_and_refund_act_on_the_psp_reference() -> None:
 
 
 @pytest.mark.parametrize(("currency", "amount", "minor"), [
-    ("EUR", "12.34", 1234), ("JPY", "1200", 1200), ("KWD", "1.234", 1234), ("EUR", "0", 0),
+    ("EUR", "12.34", 1234), ("JPY", "1200", 1200), ("KWD", "1.23", 1230), ("EUR", "0", 0),
+    # Stripe's special cases: ISK keeps two decimals in its API (whole krónur only).
+    ("ISK", "4010", 401000), ("HUF", "12.34", 1234),
 ])
-def test_amounts_go_in_the_currencys_minor_unit(currency: str, amount: str, minor: int) -> None:
+def test_amounts_go_in_stripes_minor_unit(currency: str, amount: str, minor: int) -> None:
     assert amount_minor(Decimal(amount), currency) == minor
     assert amount_major(minor, currency) == Decimal(amount)
 
 
-@given(minor=st.integers(min_value=0, max_value=10**12),
+@pytest.mark.parametrize(("currency", "amount", "says"), [
+    ("KWD", "1.234", "Stripe takes KWD in steps of 0.010 only"),
+    ("BHD", "0.005", "Stripe takes BHD in steps of 0.010 only"),
+    ("ISK", "40.5", "not a whole number of minor units"),
+])
+def test_amounts_stripe_cannot_take_exactly_are_refused_never_rounded(
+    currency: str, amount: str, says: str
+) -> None:
+    with pytest.raises(InvalidCommand, match=None) as refused:
+        amount_minor(Decimal(amount), currency)
+    assert says in str(refused.value)
+
+
+@given(units=st.integers(min_value=0, max_value=10**11),
        currency=st.sampled_from(sorted(CURRENCY_EXPONENTS)))
-def test_minor_units_round_trip_exactly(minor: int, currency: str) -> None:
+def test_amounts_stripe_takes_round_trip_exactly(units: int, currency: str) -> None:
+    minor = units * STRIPE_AMOUNT_STEP.get(currency, 1)
     assert amount_minor(amount_major(minor, currency), currency) == minor
 
 
