@@ -28,10 +28,13 @@ SUCCESS_OUTCOME: dict[str, PaymentOutcome] = {
     "charge": "charge_succeeded",
     "refund": "refunded",
 }
-# Only holds and charges can fail in the ledger's vocabulary (handlers/payments.py).
+# Every command can fail (handlers/payments.py says what each failure does).
 FAILURE_OUTCOME: dict[str, PaymentOutcome] = {
     "authorize": "hold_failed",
+    "capture": "capture_failed",
+    "release": "release_failed",
     "charge": "charge_failed",
+    "refund": "refund_failed",
 }
 
 

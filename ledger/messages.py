@@ -255,8 +255,8 @@ class TransactionEvent(Envelope):
 
 # ---------------------------------------------------------------- PSP results
 PaymentOutcome = Literal[
-    "hold_authorized", "hold_failed", "captured", "released",
-    "charge_succeeded", "charge_failed", "refunded",
+    "hold_authorized", "hold_failed", "captured", "capture_failed", "released",
+    "release_failed", "charge_succeeded", "charge_failed", "refunded", "refund_failed",
 ]
 
 

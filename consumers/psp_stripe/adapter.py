@@ -28,8 +28,8 @@ import stripe
 
 from consumers.kafka_limits import CONSUMER_MAX_POLL_INTERVAL_MS
 from consumers.observability import PspMetrics, log_event
-from consumers.psp_answering import Answer, CommandRecord, dead_letter
-from consumers.psp_results import FAILURE_OUTCOME, answer_to
+from consumers.psp_answering import Answer, CommandRecord
+from consumers.psp_results import answer_to
 from consumers.psp_stripe.accounts import StripeAccount
 from consumers.psp_stripe.calls import InvalidCommand, StripeCall, call_for
 from consumers.psp_stripe.outcomes import (
@@ -137,12 +137,8 @@ class StripeAdapter:
     ) -> Sequence[Answer]:
         log_event(self._log, "refused", level=logging.WARNING, tenant_id=command.tenant_id,
                   command_id=command.event_id, action=command.action, reason=reason)
-        if command.action in FAILURE_OUTCOME:
-            return (answer_to(command, approved=False, at=command.occurred_at,
-                              producer=PSP_STRIPE_PRODUCER, psp_reference=None,
-                              reason=reason),)
-        return (dead_letter(source, f"{command.action} refused by Stripe: {reason}",
-                            PSP_STRIPE_PRODUCER),)
+        return (answer_to(command, approved=False, at=command.occurred_at,
+                          producer=PSP_STRIPE_PRODUCER, psp_reference=None, reason=reason),)
 
     def _send(self, account: StripeAccount, call: StripeCall, command: PaymentCommand) -> Verdict:
         client = self._clients.get(account.tenant_id)

@@ -16,9 +16,10 @@ Errors (the library's exception tree, `stripe.StripeError` and below):
 Transient errors are retried by the adapter (adapter.py, bounded backoff) before the reason
 is sent.
 
-A Refused authorize or charge is a `hold_failed` / `charge_failed` with the reason (a failed
-charge starts the ledger's retry schedule); a Refused capture, release or refund has no
-failure outcome in the ledger and becomes a dead letter with the reason. Fatal errors are
+A Refused command is answered as its failure with the reason: `hold_failed`,
+`charge_failed` (which starts the ledger's retry schedule), `capture_failed` (the ledger
+charges the card on file for what the hold was to cover), `release_failed` (recorded; the
+authorization lapses at Stripe) and `refund_failed`. Fatal errors are
 configuration errors: answering them would decline every driver of the tenant, so the
 adapter stops without committing and the commands wait for a corrected key.
 

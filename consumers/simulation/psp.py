@@ -52,6 +52,9 @@ FLAKY_FAILURES_MAX = 20
 
 _SUCCESS = SUCCESS_OUTCOME
 _FAILURE = FAILURE_OUTCOME
+# A card's decline markers decide new payments; this PSP captures, releases and refunds
+# what it already holds or took, always.
+_DECLINABLE = frozenset({"authorize", "charge"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,7 @@ Action = Literal["authorize", "capture", "release", "charge", "refund"]
 def decide(policy: PspPolicy, command: PaymentCommand, earlier_attempts: int) -> PspDecision:
     """The PSP's answer to `command`, the `earlier_attempts`+1-th try of the same payment."""
     action: Action = command.action
-    if action not in _FAILURE:
+    if action not in _DECLINABLE:
         return PspDecision(_SUCCESS[action])
     failed = _FAILURE[action]
     token = command.payment_method_token

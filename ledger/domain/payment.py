@@ -140,6 +140,9 @@ class Hold(Aggregate):
         self.resolution_command_ids: list[str] = []
         self.captured: Decimal = Decimal(0)
         self.released = False
+        # The PSP's reason when it refused to capture or to release (None: it did not).
+        self.capture_failure: str | None = None
+        self.release_failure: str | None = None
 
     @event("Authorized")
     def authorize(self, psp_reference: str | None, at: datetime) -> None:
@@ -167,6 +170,15 @@ class Hold(Aggregate):
     def record_release(self, request_id: str, amount: Decimal) -> None:
         self.released = True
 
+    @event("CaptureFailed")
+    def record_capture_failure(self, request_id: str, reason: str) -> None:
+        """Nothing came in: what the capture was to cover is charged another way."""
+        self.capture_failure = reason
+
+    @event("ReleaseFailed")
+    def record_release_failure(self, request_id: str, reason: str) -> None:
+        self.release_failure = reason
+
     @event("Resolved")
     def resolve(self) -> None:
         self.resolution = "resolved"
@@ -184,3 +196,5 @@ class Hold(Aggregate):
             raise InvalidInput(f"capture of {amount} differs from the {self.capture_amount} asked")
         if self.captured:
             raise InvalidInput("hold already captured")
+        if self.capture_failure is not None:
+            raise InvalidInput(f"hold capture already failed: {self.capture_failure}")

@@ -23,10 +23,10 @@ from ledger.messages import DebtPaymentReceived, PaymentResult, TerminalAuthoriz
 # Which results answer which command.
 RESULTS_FOR_ACTION: dict[str, frozenset[str]] = {
     "authorize": frozenset({"hold_authorized", "hold_failed"}),
-    "capture": frozenset({"captured"}),
-    "release": frozenset({"released"}),
+    "capture": frozenset({"captured", "capture_failed"}),
+    "release": frozenset({"released", "release_failed"}),
     "charge": frozenset({"charge_succeeded", "charge_failed"}),
-    "refund": frozenset({"refunded"}),
+    "refund": frozenset({"refunded", "refund_failed"}),
 }
 
 
@@ -89,7 +89,17 @@ def _apply_hold_result(hold: Hold, action: str, message: PaymentResult, batch: B
             if session is not None:
                 _after_hold_declined(session, hold, batch, at)
         return
-    if action == "capture":
+    if action == "capture" and message.outcome == "capture_failed":
+        hold.check_capture(message.amount)
+        hold.record_capture_failure(message.request_id, message.reason or "capture failed")
+        _after_capture_failed(hold, batch, at)
+    elif action == "release" and message.outcome == "release_failed":
+        if hold.released:
+            raise InvalidInput(f"hold {hold.reference} already released")
+        # Not our money either way: the PSP lets an uncaptured authorization lapse
+        # (Stripe: after 7 days). Recorded with its reason for operations.
+        hold.record_release_failure(message.request_id, message.reason or "release failed")
+    elif action == "capture":
         hold.check_capture(message.amount)
         receivable = _receivable_of_hold(hold, batch)
         entry = transfer(
@@ -107,8 +117,10 @@ def _apply_hold_result(hold: Hold, action: str, message: PaymentResult, batch: B
                 f"release of {message.amount} differs from the {expected} asked"
             )
         hold.record_release(message.request_id, message.amount)
-    capture_done = hold.capture_amount == 0 or hold.captured == hold.capture_amount
-    release_done = hold.capture_amount == hold.amount or hold.released
+    capture_done = (hold.capture_amount == 0 or hold.captured == hold.capture_amount
+                    or hold.capture_failure is not None)
+    release_done = (hold.capture_amount == hold.amount or hold.released
+                    or hold.release_failure is not None)
     if capture_done and release_done and hold.resolution != "resolved":
         hold.resolve()
 
@@ -120,6 +132,26 @@ def _receivable_of_hold(hold: Hold, batch: Batch) -> str:
                                                                    hold.reference))
     assert session is not None and session.payer is not None
     return account("driver_receivable", str(session.payer.driver_id))
+
+
+def _after_capture_failed(hold: Hold, batch: Batch, at: datetime) -> None:
+    """The hold would have paid the session; the driver still owes it: charge the card on
+    file instead, on the tenant's retry schedule (overdue debt if every attempt fails). A
+    terminal's hold has no card behind it: its receivable stays open as debt."""
+    if hold.reference.startswith("terminal:"):
+        return
+    session = batch.get(ChargingSession, ChargingSession.create_id(hold.tenant_id,
+                                                                   hold.reference))
+    assert session is not None and session.payer is not None
+    payer = session.payer
+    assert payer.driver_id is not None and hold.capture_amount is not None
+    tenant = require_tenant(batch, session.tenant_id, at)
+    open_charge(
+        batch, session.tenant_id, tenant["retry_schedule_hours"], purpose="failed_capture",
+        reference=hold.reference, driver_id=payer.driver_id, amount=hold.capture_amount,
+        currency=hold.currency, token=payer.payment_method_token,
+        settles_account=account("driver_receivable", payer.driver_id), at=at,
+    )
 
 
 def _after_hold_declined(

@@ -125,6 +125,48 @@ def test_pre_authorization_holds_then_captures_the_cost_and_releases_the_rest() 
     journal_balances(d)
 
 
+def test_a_capture_the_psp_refuses_is_charged_to_the_card_on_file_instead() -> None:
+    d = network()
+    events = session_events("tx1", "pre", "10")
+    d.apply(events[0])
+    [authorize] = d.new_commands()
+    d.answer(authorize, "hold_authorized")
+    d.apply_each(events[1:])
+    commands = {c["action"]: c for c in d.new_commands()}
+    d.answer(commands["capture"], "capture_failed")  # e.g. the authorization had expired
+    assert d.balance("driver_receivable:pre") == Decimal("4.76"), "still owed"
+    assert d.balance("psp_clearing") == 0, "nothing came in"
+    [charge] = d.new_commands()
+    assert (charge["action"], charge["amount"], charge["reference"]) == (
+        "charge", "4.76", "failed_capture:tx1")
+    d.answer(commands["release"], "released")
+    hold = d.get(Hold, Hold.create_id("t1", "tx1"))
+    assert (hold.resolution, hold.capture_failure) == ("resolved", "capture failed")
+    assert d.answer(commands["capture"], "captured").dead_lettered == 1, "failed, never taken"
+    d.answer(charge, "charge_succeeded")
+    assert d.balance("driver_receivable:pre") == 0
+    assert d.balance("psp_clearing") == Decimal("4.76")
+    journal_balances(d)
+
+
+def test_a_release_the_psp_refuses_is_recorded_and_moves_no_money() -> None:
+    d = network()
+    events = session_events("tx1", "pre", "10")
+    d.apply(events[0])
+    [authorize] = d.new_commands()
+    d.answer(authorize, "hold_authorized")
+    d.apply_each(events[1:])
+    commands = {c["action"]: c for c in d.new_commands()}
+    d.answer(commands["capture"], "captured")
+    assert d.answer(commands["release"], "release_failed").applied == 1
+    hold = d.get(Hold, Hold.create_id("t1", "tx1"))
+    assert (hold.resolution, hold.released, hold.release_failure) == (
+        "resolved", False, "release failed")
+    assert d.new_commands() == []
+    assert d.balance("driver_receivable:pre") == 0
+    journal_balances(d)
+
+
 def test_pre_authorization_stops_once_near_the_hold_and_bills_the_overshoot_post_paid() -> None:
     d = network()
     # 60 kWh at 0.476 = 28.56 > 25.00 hold; 95 % of 25 = 23.75 reached on an update.

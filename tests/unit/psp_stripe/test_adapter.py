@@ -11,7 +11,6 @@ from decimal import Decimal
 
 import pytest
 
-from consumers.avro_codec import DeadLetter
 from consumers.psp_answering import CommandRecord
 from consumers.psp_stripe.accounts import StripeAccount
 from consumers.psp_stripe.adapter import (
@@ -50,12 +49,16 @@ def test_backoff_doubles_up_to_its_bound() -> None:
     assert max(backoff_s(n) for n in range(1, 50)) == STRIPE_BACKOFF_S_MAX
 
 
-def test_a_capture_stripe_cannot_do_becomes_a_dead_letter_quoting_the_command() -> None:
-    [answer] = adapter([])(command("capture", psp_reference=None), SOURCE)
-    assert isinstance(answer, DeadLetter)
-    assert "capture refused by Stripe" in answer.reason and "psp_reference" in answer.reason
-    assert (answer.payload, answer.source_offset, answer.producer) == (
-        b"command bytes", 7, "psp-stripe")
+@pytest.mark.parametrize(("action", "failed"), [
+    ("capture", "capture_failed"), ("release", "release_failed"), ("refund", "refund_failed"),
+])
+def test_a_capture_release_or_refund_stripe_cannot_do_is_answered_failed(
+    action: str, failed: str
+) -> None:
+    [answer] = adapter([])(command(action, psp_reference=None), SOURCE)
+    assert isinstance(answer, PaymentResult)
+    assert (answer.outcome, answer.reason) == (
+        failed, f"a {action} needs the psp_reference of its payment")
 
 
 def test_a_bad_command_is_refused_without_calling_stripe() -> None:
