@@ -92,7 +92,7 @@ class Settings:
 
 def add_arguments(
     parser: argparse.ArgumentParser, *, store: bool = True, group: bool = True,
-    metrics: bool = True,
+    metrics: bool = True, tenants: bool = False,
 ) -> None:
     """Add the options of the settings a command uses; defaults resolve in `settings_from`."""
     parser.add_argument(
@@ -120,7 +120,7 @@ def add_arguments(
                 f" (default: ${SESSION_TIMEOUT_ENV_VAR}, else {CONSUMER_SESSION_TIMEOUT_MS})"
             ),
         )
-    if group:
+    if tenants:
         parser.add_argument(
             "--tenants", metavar="TENANT[,TENANT...]",
             help="accept only these tenants' messages; others are dead-lettered (default:"

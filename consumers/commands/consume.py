@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Consume every inbound topic as one consumer group member and apply each"
         " partition's records to the ledger exactly once; stops cleanly on SIGTERM/SIGINT.",
     )
-    add_arguments(parser)
+    add_arguments(parser, tenants=True)
     parser.set_defaults(handler=run)
 
 
