@@ -189,7 +189,7 @@ class SessionRefunds(Aggregate):
 
     @event("Refunded")
     def refund(
-        self, refund_id: str, amount: Decimal, reason: str, at: datetime,
+        self, refund_id: str, currency: str, amount: Decimal, reason: str, at: datetime,
         shares: list[dict[str, str]], payments: dict[str, str], credit_notes: list[str],
         credit_cdr: dict[str, Any] | None, journal_entries: list[dict[str, Any]],
     ) -> None:

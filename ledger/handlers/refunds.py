@@ -114,8 +114,9 @@ def handle_refund_requested(message: RefundRequested, batch: Batch) -> None:
         ))
     everything_back = _everything_refunded(settlement["charged_to"], by_payer, shares)
     refunds.refund(
-        refund_id=refund_id, amount=sum((s.amount for s in shares), Decimal(0)),
-        reason=message.reason, at=message.occurred_at,
+        refund_id=refund_id, currency=lines.currency,
+        amount=sum((s.amount for s in shares), Decimal(0)), reason=message.reason,
+        at=message.occurred_at,
         shares=[s.to_dict() for s in shares], payments=through, credit_notes=credit_notes,
         credit_cdr=(session_credit_cdr(session, message.occurred_at)
                     if everything_back and not refunds.credit_cdr_issued else None),

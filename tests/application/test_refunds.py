@@ -239,3 +239,24 @@ def test_a_partner_session_refunds_the_driver_first_then_credits_the_partner() -
     assert credit_notes(d)[-1]["reference"] == settlement_invoice["number"]
     assert d.balance("partner_receivable:P1") == Decimal("7.90")
     assert_balanced(d)
+
+
+# ---------------------------------------------------------------- the report
+def test_the_report_lists_the_refund_and_its_credit_note_among_the_invoices() -> None:
+    from projections.report import current_report, render_summary
+
+    d = network()
+    paid_post_paid(d)
+    d.apply(refund("tx1", "1.00", event_id="refund-1"))
+    d.apply(refund("tx1", event_id="refund-2"))
+    report = current_report(d.ledger)
+    assert [(r["refund_id"], r["amount"], r["credit_notes"], r["credit_cdr_id"])
+            for r in report["refunds"]] == [("refund-1", "1.00", ["CN-000001"], None),
+                                             ("refund-2", "3.76", ["CN-000002"], "tx1-C")]
+    assert report["refunds"][0]["refunded_to"] == [
+        {"payer": "driver", "id": "post", "amount_incl_vat": "1.00"}]
+    notes = [i for i in report["invoices"] if i["kind"] == "credit_note"]
+    assert [(n["number"], n["reference"], n["total_incl_vat"]) for n in notes] == [
+        ("CN-000001", "R-000001", "1.00"), ("CN-000002", "R-000001", "3.76")]
+    assert report["journal"]["sum_of_postings"] == "0.00"
+    assert "Refunds: 2 (credit notes: 2)" in render_summary(report)
