@@ -216,9 +216,11 @@ class CardRefund(Aggregate):
     @event("Requested")
     def __init__(
         self, tenant_id: str, command_id: str, transaction_id: str, amount: Decimal,
-        currency: str, receivable: str, psp_reference: str,
+        currency: str, receivable: str, psp_reference: str, credit_note: str,
+        payment_key: str,
     ) -> None:
-        """`receivable`: the account the refund entry credited, which the payout settles."""
+        """`receivable`: the account the refund entry credited, which the payout settles;
+        `payment_key`: the card payment it goes back through (`hold:…`, `charge:…`)."""
         self.tenant_id = tenant_id
         self.command_id = command_id
         self.transaction_id = transaction_id
@@ -226,6 +228,8 @@ class CardRefund(Aggregate):
         self.currency = currency
         self.receivable = receivable
         self.psp_reference = psp_reference
+        self.credit_note = credit_note
+        self.payment_key = payment_key
         self.refunded = False
 
     @event("Confirmed")

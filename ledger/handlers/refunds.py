@@ -95,23 +95,26 @@ def handle_refund_requested(message: RefundRequested, batch: Batch) -> None:
     credit_notes: list[str] = []
     through: dict[str, str] = {}
     for share in shares:
-        entry_id = f"refund:{message.tenant_id}:{tx}:{refund_id}:{share.key}"
-        description = f"refund of session {tx} to {share.key}"
-        entry = reversal(entry_id, description, _account_of(share), share)
-        if share.payer == "wallet":
-            wallet = wallet_of(message.tenant_id, share.payer_id, lines.currency, batch)
-            wallet.credit(share.amount, "refund", f"{tx}:{refund_id}", [entry.to_dict()])
-        else:
-            entries.append(entry.to_dict())
-        if share.payer in ("driver", "terminal"):
-            own = [p for p in payments if p.payer_key == share.key]
-            through.update(_refund_to_card(message, share, own, refunds, batch))
-        credit_notes.append(issue_document(
+        number = issue_document(
             batch, message.tenant_id, "credit_note",
             reference=_corrected_document(session, settlement, share, batch),
             bill_to=_bill_to(share), currency=lines.currency, issued_at=message.occurred_at,
             lines=share.lines, description=f"Refund of charging session {tx}: {message.reason}",
-        ))
+        )
+        credit_notes.append(number)
+        # The entry names the session and its credit note: the finance desk dates it by the
+        # credit note and lists it with the session.
+        entry = reversal(f"refund:{message.tenant_id}:{tx}:{number}",
+                         f"refund of session {tx} to {share.key} ({number})",
+                         _account_of(share), share)
+        if share.payer == "wallet":
+            wallet = wallet_of(message.tenant_id, share.payer_id, lines.currency, batch)
+            wallet.credit(share.amount, "refund", f"{tx}:{number}", [entry.to_dict()])
+        else:
+            entries.append(entry.to_dict())
+        if share.payer in ("driver", "terminal"):
+            own = [p for p in payments if p.payer_key == share.key]
+            through.update(_refund_to_card(message, share, number, own, refunds, batch))
     everything_back = _everything_refunded(settlement["charged_to"], by_payer, shares)
     refunds.refund(
         refund_id=refund_id, currency=lines.currency,
@@ -132,7 +135,8 @@ def confirm_card_refund(refund: CardRefund, message: PaymentResult) -> None:
     if message.amount != refund.amount:
         raise InvalidInput(f"refund confirmed for {message.amount}, asked {refund.amount}")
     entry = transfer(
-        f"refund_paid:{refund.tenant_id}:{refund.command_id}", refund.currency,
+        f"refund_paid:{refund.tenant_id}:{refund.transaction_id}:{refund.credit_note}:"
+        f"{refund.payment_key}", refund.currency,
         f"refund of session {refund.transaction_id} paid out by the PSP", refund.receivable,
         account("psp_clearing"), refund.amount,
     )
@@ -172,8 +176,8 @@ def _captured(hold: Hold | None, payer: str, receivable: str) -> list[CardPaymen
 
 
 def _refund_to_card(
-    message: RefundRequested, share: RefundShare, payments: list[CardPayment],
-    refunds: SessionRefunds, batch: Batch,
+    message: RefundRequested, share: RefundShare, credit_note: str,
+    payments: list[CardPayment], refunds: SessionRefunds, batch: Batch,
 ) -> dict[str, str]:
     """One PSP refund per card payment the share goes back through, the last payment first
     (as the share itself), each up to what it collected and has not given back."""
@@ -189,7 +193,8 @@ def _refund_to_card(
         card_refund = CardRefund(
             tenant_id=message.tenant_id, command_id=cid, transaction_id=message.session_id,
             amount=amount, currency=message.currency, receivable=payment.receivable,
-            psp_reference=payment.psp_reference,
+            psp_reference=payment.psp_reference, credit_note=credit_note,
+            payment_key=payment.key,
         )
         batch.add(card_refund)
         issue_payment_command(
