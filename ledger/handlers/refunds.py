@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from ledger.batch import Batch
 from ledger.domain.corporate_pool import CorporatePool
-from ledger.domain.errors import InvalidInput, RuleViolation
+from ledger.domain.errors import InvalidCdr, InvalidInput, RuleViolation
 from ledger.domain.ids import command_id
 from ledger.domain.journal import account, transfer
 from ledger.domain.payment import Charge, Hold
@@ -121,10 +122,19 @@ def handle_refund_requested(message: RefundRequested, batch: Batch) -> None:
         amount=sum((s.amount for s in shares), Decimal(0)), reason=message.reason,
         at=message.occurred_at,
         shares=[s.to_dict() for s in shares], payments=through, credit_notes=credit_notes,
-        credit_cdr=(session_credit_cdr(session, message.occurred_at)
+        credit_cdr=(_credit_cdr(session, message)
                     if everything_back and not refunds.credit_cdr_issued else None),
         journal_entries=entries,
     )
+
+
+def _credit_cdr(session: ChargingSession, message: RefundRequested) -> dict[str, Any] | None:
+    """The credit CDR cancelling the session's CDR; None for a session whose CDR cannot be
+    built (its price never reaches a roaming partner then either): the money still goes back."""
+    try:
+        return session_credit_cdr(session, message.occurred_at)
+    except InvalidCdr:
+        return None
 
 
 def confirm_card_refund(refund: CardRefund, message: PaymentResult) -> None:
