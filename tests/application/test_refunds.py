@@ -260,3 +260,35 @@ def test_the_report_lists_the_refund_and_its_credit_note_among_the_invoices() ->
         ("CN-000001", "R-000001", "1.00"), ("CN-000002", "R-000001", "3.76")]
     assert report["journal"]["sum_of_postings"] == "0.00"
     assert "Refunds: 2 (credit notes: 2)" in render_summary(report)
+
+
+def test_a_wallet_refunded_in_steps_is_whole_again_and_the_last_step_credits_the_cdr() -> None:
+    d = network()
+    d.apply_each(session_events("tx1", "w", "10"))
+    d.apply(refund("tx1", "0.01"), refund("tx1", "2.00"), refund("tx1"))
+    wallet = d.get(Wallet, Wallet.create_id("t1", "w"))
+    assert wallet.balance == Decimal("50.00") == -d.balance("wallet:w")
+    assert refunds_of(d, "tx1").credit_cdr_issued
+    assert [n["total_incl_vat"] for n in credit_notes(d)] == [
+        Decimal("0.01"), Decimal("2.00"), Decimal("2.75")]
+    assert d.balance("revenue") == 0 and d.balance("vat_payable:19") == 0
+    d.apply(refund("tx1"))
+    assert "nothing of this session remains refundable" in d.refusals()[-1].reason
+
+
+def test_a_terminal_refunded_in_part_then_the_rest_goes_back_through_its_authorization() -> None:
+    d = network()
+    d.apply(terminal_authorized("TR1", "20.00"))
+    d.apply_each(session_events("tx1", None, "10", terminal_reference="TR1"))
+    [capture] = [c for c in d.new_commands() if c["action"] == "capture"]
+    d.answer(capture, "captured", at=END)
+    d.apply(refund("tx1", "0.76"))
+    d.apply(refund("tx1"))
+    refunds = d.new_commands()
+    assert [(c["amount"], c["psp_reference"]) for c in refunds] == [
+        ("0.76", "psp-TR1"), ("4.00", "psp-TR1")]
+    for command in refunds:
+        d.answer(command, "refunded")
+    for name in ("driver_receivable:terminal:TR1", "psp_clearing", "revenue"):
+        assert d.balance(name) == 0, name
+    assert_balanced(d)
