@@ -231,9 +231,20 @@ class CardRefund(Aggregate):
         self.credit_note = credit_note
         self.payment_key = payment_key
         self.refunded = False
+        self.failure: str | None = None  # the PSP's reason when it refused to pay it out
 
     @event("Confirmed")
     def confirm(
         self, psp_reference: str | None, journal_entries: list[dict[str, Any]]
     ) -> None:
         self.refunded = True
+
+    @event("Failed")
+    def fail(self, request_id: str, reason: str) -> None:
+        """The PSP refused: the credit note stands and the customer is still owed the amount
+        (the receivable the refund credited stays below zero) until paid another way."""
+        self.failure = reason
+
+    @property
+    def is_answered(self) -> bool:
+        return self.refunded or self.failure is not None

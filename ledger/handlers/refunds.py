@@ -45,8 +45,10 @@ from ledger.messages import PaymentResult, RefundRequested
 
 # The card payments a session's driver share may have been collected by, in paying order:
 # the pre-authorization's capture, then a post-paid charge of the session, of an overshoot
-# past the hold, or of what a declined hold was to cover.
-DRIVER_CHARGE_PURPOSES: tuple[str, ...] = ("session", "overshoot", "declined_hold")
+# past the hold, of what a declined hold was to cover, or of a capture the PSP refused.
+DRIVER_CHARGE_PURPOSES: tuple[str, ...] = (
+    "session", "overshoot", "declined_hold", "failed_capture",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +141,15 @@ def _credit_cdr(session: ChargingSession, message: RefundRequested) -> dict[str,
 
 def confirm_card_refund(refund: CardRefund, message: PaymentResult) -> None:
     """The PSP paid the refund out: the receivable the refund credited is settled from PSP
-    clearing. A second answer or another amount is invalid input."""
-    if refund.refunded:
-        raise InvalidInput(f"refund {refund.command_id} already confirmed")
+    clearing; or it refused, recorded with the reason (no money moved). A second answer or
+    another amount is invalid input."""
+    if refund.is_answered:
+        raise InvalidInput(f"refund {refund.command_id} already answered")
     if message.amount != refund.amount:
-        raise InvalidInput(f"refund confirmed for {message.amount}, asked {refund.amount}")
+        raise InvalidInput(f"refund answered for {message.amount}, asked {refund.amount}")
+    if message.outcome == "refund_failed":
+        refund.fail(message.request_id, message.reason or "refund failed")
+        return
     entry = transfer(
         f"refund_paid:{refund.tenant_id}:{refund.transaction_id}:{refund.credit_note}:"
         f"{refund.payment_key}", refund.currency,

@@ -10,7 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from ledger.domain.refund import SessionRefunds
+from ledger.domain.refund import CardRefund, SessionRefunds
 from ledger.domain.wallet import Wallet
 from ledger.messages import EnrolmentChanged, PartnerConfigured, RefundRequested
 from tests.builders import (
@@ -122,8 +122,22 @@ def test_a_refund_answered_twice_is_dead_lettered_the_second_time() -> None:
     [command] = d.new_commands()
     d.answer(command, "refunded")
     d.answer(command, "refunded")
-    assert "already confirmed" in d.dead_letters()[-1].reason
+    assert "already answered" in d.dead_letters()[-1].reason
     assert d.balance("psp_clearing") == Decimal("3.76")
+
+
+def test_a_refund_the_psp_refuses_leaves_the_customer_owed_and_moves_no_money() -> None:
+    d = network()
+    paid_post_paid(d)
+    d.apply(refund("tx1", "1.00"))
+    [command] = d.new_commands()
+    d.answer(command, "refund_failed")
+    card_refund = d.get(CardRefund, CardRefund.create_id("t1", command["event_id"]))
+    assert card_refund.failure == "refund failed" and not card_refund.refunded
+    assert d.balance("psp_clearing") == Decimal("4.76")
+    assert d.balance("driver_receivable:post") == Decimal("-1.00")  # owed to the driver
+    d.answer(command, "refunded")
+    assert "already answered" in d.dead_letters()[-1].reason
 
 
 # ---------------------------------------------------------------- refusals
