@@ -69,7 +69,7 @@ def handle_refund_requested(message: RefundRequested, batch: Batch) -> None:
                            f"{tenant['currency']}")
     tx = message.session_id
     session = batch.get(ChargingSession, ChargingSession.create_id(message.tenant_id, tx))
-    if session is None or session.payer is None:
+    if session is None:
         raise RuleViolation(f"unknown session {tx!r}: nothing to refund")
     settlement = session.settlement
     if settlement is None:
