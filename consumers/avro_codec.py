@@ -64,6 +64,7 @@ from ledger.messages import (
     Envelope,
     PaymentCommand,
     PaymentResult,
+    RefundRequested,
     SessionCostUpdated,
     StopSessionRequested,
     TerminalAuthorized,
@@ -280,6 +281,8 @@ def _natural_key(message: Envelope) -> str:
             return message.tenant_id
         case WalletTopUpRequested() | DebtPaymentReceived():
             return message.driver_id
+        case RefundRequested():
+            return message.session_id
         case ClockTicked():
             return message.tenant_id
         case StopSessionRequested() | SessionCostUpdated():

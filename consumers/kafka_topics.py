@@ -17,6 +17,7 @@ from ledger.messages import (
     Envelope,
     PaymentCommand,
     PaymentResult,
+    RefundRequested,
     SessionCostUpdated,
     StopSessionRequested,
     TerminalAuthorized,
@@ -34,6 +35,10 @@ _TOPIC_OF_TYPE: dict[type[Envelope], str] = {
     VoucherRedemptionRequested: "vouchers",
     WalletTopUpRequested: "wallets",
     DebtPaymentReceived: "wallets",
+    # Money back to a customer, from the operator's back office like a debt payment: the
+    # topic of customer money requests (not session events, not PSP answers), keyed by the
+    # session so the refunds of one session apply in the order they were asked.
+    RefundRequested: "wallets",
     Configuration: "config",  # every configuration message
     ClockTicked: "clock",
     StopSessionRequested: "csms.commands",

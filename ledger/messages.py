@@ -323,6 +323,20 @@ class DebtPaymentReceived(Envelope):
     reference: Id  # the payment's own reference: one payment settles debt once
 
 
+class RefundRequested(Envelope):
+    """Finance asks to give back all or part of what a settled session was paid, with the
+    reason (a disputed session, a faulty charger). The ledger splits it over the payers
+    (docs/billing-decisions.md, "Refunds"), or refuses it with the reason."""
+
+    session_id: Id  # the OCPP transactionId of the settled session
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    # Incl. VAT; None: everything that remains refundable. Not positive: refused (a reason
+    # event), so the desk that sent it sees why.
+    amount: Annotated[Dec, Field(ge=-AMOUNT_MAJOR_MAX, le=AMOUNT_MAJOR_MAX)] | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    requested_by: Id | None = None  # who at the operator asked (for the audit trail)
+
+
 # ---------------------------------------------------------------- configuration
 class Configuration(Envelope):
     """Configuration is effective-dated: it governs sessions started at or after effective_at."""
@@ -494,6 +508,7 @@ INBOUND_TYPES: tuple[type[Envelope], ...] = (
     VoucherRedemptionRequested,
     WalletTopUpRequested,
     DebtPaymentReceived,
+    RefundRequested,
     TenantConfigured,
     TariffPublished,
     LocationConfigured,

@@ -214,6 +214,7 @@ def revenue_by_day(query: Query, tenant_id: str, period: Period = Period()
 class _Links:
     sessions: dict[str, tuple[str | None, str | None]]  # id -> (receipt number, ended at)
     references: dict[str, tuple[str, str | None]]  # reference or customer -> (number, issued)
+    credit_notes: dict[str, str | None]  # number -> issued at
 
 
 def _links(query: Query, tenant_id: str) -> _Links:
@@ -222,8 +223,11 @@ def _links(query: Query, tenant_id: str) -> _Links:
         for row in query(q_sql.TENANT_SESSIONS.text, {"tenant_id": tenant_id})
     }
     references: dict[str, tuple[str, str | None]] = {}
+    credit_notes: dict[str, str | None] = {}
     for d in documents(query, tenant_id):
         found = (d["number"], d["issued_at"])
+        if d["kind"] == "credit_note":
+            credit_notes[d["number"]] = d["issued_at"]
         references.setdefault(d["number"], found)  # a charge of a document names its number
         references.setdefault(d["reference"], found)
         if d["bill_to"].startswith("terminal:"):
@@ -234,7 +238,7 @@ def _links(query: Query, tenant_id: str) -> _Links:
         _, _, untyped = d["reference"].partition(":")
         if untyped and untyped not in references:
             references.setdefault("~" + untyped, (d["number"], d["issued_at"]))
-    return _Links(by_session, references)
+    return _Links(by_session, references, credit_notes)
 
 
 def _link(entry_id: str, links: _Links) -> tuple[str | None, str | None, str | None]:
@@ -243,6 +247,10 @@ def _link(entry_id: str, links: _Links) -> tuple[str | None, str | None, str | N
     for part in parts:
         if part in links.sessions:
             receipt, ended_at = links.sessions[part]
+            # A refund names its credit note too: booked when the credit note was issued.
+            for other in parts:
+                if other in links.credit_notes:
+                    return part, other, links.credit_notes[other]
             return part, receipt, ended_at
     tails = [":".join(parts[i:]) for i in range(len(parts))]
     # `<kind>:<tenant>:<rest>` names the document's reference `<kind>:<rest>`.

@@ -25,6 +25,7 @@ NATURAL_KEY_FIELDS: dict[str, str | tuple[str, ...]] = {
     "InvoiceSeries": "series",
     "Charge": "reference",
     "Hold": "reference",
+    "SessionRefunds": "transaction_id",
     # A partner's pool is one per period: "<partner_id>|<period start, ISO>".
     "CorporatePool": ("partner_id", "period_start"),
 }

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from projections import corporate, inbox, invoices, outbox, sessions, tariffs, wallets
+from projections import (
+    corporate,
+    inbox,
+    invoices,
+    outbox,
+    refunds,
+    sessions,
+    tariffs,
+    wallets,
+)
 from projections.changes import RowChange
 from projections.identities import Identities
 from projections.journal import books_money, entries_booked
@@ -18,7 +27,7 @@ from projections.journal import books_money, entries_booked
 Handler = Callable[[Any, Identities], list[RowChange]]
 
 HANDLERS: dict[type, Handler] = {}
-for _module in (sessions, invoices, wallets, inbox, outbox, corporate, tariffs):
+for _module in (sessions, invoices, wallets, inbox, outbox, corporate, tariffs, refunds):
     _overlap = HANDLERS.keys() & _module.HANDLERS.keys()
     assert not _overlap, f"two read models claim {_overlap}"
     HANDLERS.update(_module.HANDLERS)

@@ -8,7 +8,9 @@ in Python by code point (databases sort text by locale), and the JSON is canonic
 Beyond the contract's minimum (additions are allowed): per session its currency, VAT,
 driver, receipt, end and stop reason; per invoice its reference and issue time; the count
 of sessions not settled yet; dead letters and refusals with their reasons; outbound
-commands counted by type; the journal's posting count and any unbalanced entry.
+commands counted by type; the journal's posting count and any unbalanced entry; refunds
+with who got what back and their credit notes (which are also among the invoices, kind
+`credit_note`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def build_report(db: ReadModelDatabase, tenant: str | None = None) -> Report:
         "journal": _journal(db, mine),
         "dead_letters": _dead_letters(db, mine),
         "refusals": _refusals(db, mine),
+        "refunds": _refunds(db, mine),
         "outbound_commands": _outbound_commands(db, mine),
     }
 
@@ -230,6 +233,21 @@ def _refusals(db: ReadModelDatabase, mine: TenantFilter) -> dict[str, Any]:
     return {"count": len(items), "items": items}
 
 
+def _refunds(db: ReadModelDatabase, mine: TenantFilter) -> list[dict[str, Any]]:
+    """Each refund: the session, what went back to whom, the credit notes it issued."""
+    found = [
+        {"tenant_id": tenant_id, "refund_id": refund_id, "session_id": session_id,
+         "currency": currency, "amount": amount, "reason": reason, "refunded_at": refunded_at,
+         "refunded_to": json.loads(shares), "credit_notes": json.loads(credit_notes),
+         "credit_cdr_id": credit_cdr_id}
+        for (tenant_id, refund_id, session_id, currency, amount, reason, refunded_at, shares,
+             credit_notes, credit_cdr_id) in _rows(db, sql.SELECT_REFUNDS)
+        if mine(tenant_id)
+    ]
+    return sorted(found, key=lambda r: (r["tenant_id"], r["session_id"], r["refunded_at"] or "",
+                                        r["refund_id"]))
+
+
 def _outbound_commands(db: ReadModelDatabase, mine: TenantFilter) -> dict[str, Any]:
     by_type: dict[str, int] = defaultdict(int)
     for tenant_id, name, count in _rows(db, sql.SELECT_COMMAND_COUNTS):
@@ -284,6 +302,10 @@ def render_summary(report: Report) -> str:
     for d in dead["items"][:SUMMARY_LINES_MAX]:
         lines.append(f"  {d['source']}@{d['position']}: {d['reason']}")
     lines.append(f"Refusals: {report['refusals']['count']}")
+    refunds = report["refunds"]
+    if refunds:  # a day without refunds prints as before
+        lines.append(f"Refunds: {len(refunds)} (credit notes: "
+                     f"{sum(len(r['credit_notes']) for r in refunds)})")
     commands = report["outbound_commands"]["by_type"]
     listed = ", ".join(f"{name} {count}" for name, count in sorted(commands.items()))
     lines.append(f"Outbound commands: {report['outbound_commands']['count']}"

@@ -201,6 +201,23 @@ TABLES: tuple[tuple[str, str], ...] = (
             PRIMARY KEY (tenant_id, tariff_id, effective_at)
         )""",
     ),
+    (
+        # Each refund of a settled session: who got what back, and its credit notes.
+        "rm_refunds",
+        """CREATE TABLE IF NOT EXISTS rm_refunds (
+            tenant_id TEXT NOT NULL,
+            refund_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            refunded_at TEXT,
+            shares_json TEXT NOT NULL,
+            credit_notes_json TEXT NOT NULL,
+            credit_cdr_id TEXT,
+            PRIMARY KEY (tenant_id, refund_id)
+        )""",
+    ),
 )
 INDEXES: tuple[str, ...] = (
     # Balances are sums by account: without this every wallet balance scans the journal.
@@ -346,6 +363,14 @@ REFUSAL_RECORDED = Statement(
     " VALUES (:tenant_id, :event_id, :type_name, :subject, :reason, :refused_at)"
     " ON CONFLICT (tenant_id, event_id) DO NOTHING",
 )
+REFUND_RECORDED = Statement(
+    "refund_recorded",
+    "INSERT INTO rm_refunds (tenant_id, refund_id, session_id, currency, amount, reason,"
+    " refunded_at, shares_json, credit_notes_json, credit_cdr_id)"
+    " VALUES (:tenant_id, :refund_id, :session_id, :currency, :amount, :reason,"
+    " :refunded_at, :shares_json, :credit_notes_json, :credit_cdr_id)"
+    " ON CONFLICT (tenant_id, refund_id) DO NOTHING",
+)
 COMMAND_ISSUED = Statement(
     "command_issued",
     "INSERT INTO rm_outbound_commands (tenant_id, command_id, topic, message_key, type_name,"
@@ -412,6 +437,11 @@ SELECT_DEAD_LETTERS = Statement(
     "select_dead_letters",
     "SELECT source, source_position, tenant_id, event_id, type_name, message_key, reason,"
     " received_at FROM rm_dead_letters",
+)
+SELECT_REFUNDS = Statement(
+    "select_refunds",
+    "SELECT tenant_id, refund_id, session_id, currency, amount, reason, refunded_at,"
+    " shares_json, credit_notes_json, credit_cdr_id FROM rm_refunds",
 )
 SELECT_REFUSALS = Statement(
     "select_refusals",

@@ -29,6 +29,7 @@ from ledger.messages import (
     PaymentCommand,
     PaymentResult,
     PlanPublished,
+    RefundRequested,
     SampledValue,
     SessionCostUpdated,
     StopSessionRequested,
@@ -167,6 +168,12 @@ def _minimal_builders() -> dict[str, Callable[[], Envelope]]:
             currency="EUR",
             method="card",
             reference="app-pay-1",
+        ),
+        "RefundRequested": lambda: RefundRequested(
+            **e("RefundRequested"),
+            session_id="tx-1",
+            currency="EUR",
+            reason="charger fault",
         ),
         "TenantConfigured": lambda: TenantConfigured(
             **e("TenantConfigured"),
@@ -307,6 +314,14 @@ def _full_builders() -> dict[str, Callable[[], Envelope]]:
             currency="EUR",
             method="cash",
             reference="counter-1",
+        ),
+        "RefundRequested": lambda: RefundRequested(
+            **e("RefundRequested"),
+            session_id="tx-Ö1",
+            currency="EUR",
+            amount=Decimal("1.005"),
+            reason="Ladesäule defekt: Teilerstattung",
+            requested_by="finance-desk-7",
         ),
         "TenantConfigured": lambda: TenantConfigured(
             **e("TenantConfigured"),

@@ -184,6 +184,7 @@ def render_text(demo: DemoRun) -> str:
         *render_sponsors(demo.report),
         *render_tariffs(demo.report),
         *render_vouchers(demo),
+        *render_refunds(demo.report),
     ]
     lines.append(
         f"Outstanding driver debt: {len(demo.owed)} drivers (sessions billed, card payment"
@@ -222,6 +223,19 @@ def render_sponsors(report: dict[str, Any]) -> list[str]:
             f" {i['total_excl_vat']:>8} + VAT {i['total_vat']} = {i['total_incl_vat']}"
             f" {i['currency']} ({i['kind']})"
         )
+    return lines
+
+
+def render_refunds(report: dict[str, Any]) -> list[str]:
+    """Each refund: the session, who got what back, its credit notes, the reason."""
+    lines = [f"Refunded sessions: {len(report['refunds'])} (credit notes reference the receipt they"
+             " correct)"]
+    for r in report["refunds"]:
+        to = " + ".join(f"{share['payer']} {share['id']} {share['amount_incl_vat']}"
+                        for share in r["refunded_to"])
+        lines.append(f"  {r['tenant_id']:<16} {r['session_id']:<24} {r['amount']:>8}"
+                     f" {r['currency']} to {to}: {', '.join(r['credit_notes'])}"
+                     f" ({r['reason']})")
     return lines
 
 

@@ -36,7 +36,7 @@ def _page(page: fq.Page) -> dict[str, Any]:
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
-@router.get("/documents", summary="receipts and invoices, by number")
+@router.get("/documents", summary="receipts, invoices and credit notes, by number")
 def list_documents(request: Request, tenant: Tenant, from_: From = None, to: To = None,
                    kind: Filter = None, customer: Filter = None, cursor: Cursor = None,
                    limit: Limit = fq.PAGE_ITEMS_DEFAULT) -> dict[str, Any]:

@@ -56,6 +56,11 @@ from consumers.simulation.network import (
 )
 from consumers.simulation.planner import DayPlan, day_start_utc, plan_day
 from consumers.simulation.psp import Psp, PspPolicy
+from consumers.simulation.refunds import (
+    REFUNDS_AFTER_DAY_START,
+    SettledSession,
+    refund_requests,
+)
 from consumers.simulation.sponsors import (
     SponsorPlan,
     month_end_tick,
@@ -71,6 +76,8 @@ from consumers.simulation.vouchers import (
 )
 from ledger.application import Inbound, Ledger
 from ledger.domain.outbox import OutboundCommand
+from ledger.domain.payment import Charge
+from ledger.domain.session import ChargingSession
 from ledger.messages import (
     ClockTicked,
     Envelope,
@@ -216,6 +223,8 @@ class _Simulation:
         for tenant, plan, voucher_plan in zip(tenants, plans, vouchers, strict=True):
             self._schedule_vouchers(voucher_plan)
             self._schedule_day(tenant, plan)
+            self._at(day_start_utc(options.day, tenant.time_zone) + REFUNDS_AFTER_DAY_START,
+                     self._refund_desk(tenant.tenant_id))
         if options.faults:
             self._faults = self._plan_faults(tenants[0], plans[0])
             self._schedule_fault_lines(tenants[0], self._faults)
@@ -278,6 +287,34 @@ class _Simulation:
                 self._at(following, tick)
 
         return tick
+
+    def _refund_desk(self, tenant_id: str) -> Callable[[datetime], None]:
+        """The day after: finance refunds two settled sessions (`refunds.py`)."""
+
+        def ask(now: datetime) -> None:
+            settled: list[SettledSession] = []
+            repository = self.ledger.repository
+            for (tenant, tx), _run in sorted(self._runs.items()):
+                session_id = ChargingSession.create_id(tenant, tx)
+                if tenant != tenant_id or session_id not in repository:
+                    continue
+                session: ChargingSession = repository.get(session_id)
+                settlement = session.settlement
+                if settlement is None:
+                    continue
+                charge_id = Charge.create_id(tenant, "session", tx)
+                settled.append(SettledSession(
+                    tx, tuple(str(share["payer"]) for share in settlement["charged_to"]),
+                    Decimal(settlement["total_incl_vat"]),
+                    charge_id in repository and repository.get(charge_id).status == "succeeded",
+                ))
+            # Ids of their own kind: the rest of the day keeps the ids it had without them.
+            ids = EventIds(f"{tenant_id}-desk")
+            for request in refund_requests(tenant_id, CURRENCY, settled, now, ids):
+                self.counts["refund:" + ("partial" if request.amount else "full")] += 1
+                self._publish(request, now)
+
+        return ask
 
     # ------------------------------------------------------------------ the event loop
     def _at(self, at: datetime, action: Callable[[datetime], None]) -> None:

@@ -50,6 +50,7 @@ class Charge(Aggregate):
         self.status = "pending"
         self.overdue = False  # stays true once overdue, until a later attempt succeeds
         self.first_failure_at: datetime | None = None
+        self.psp_reference: str | None = None  # the PSP's id of the payment that succeeded
 
     @event("AttemptIssued")
     def issue_attempt(self, command_id: str, idempotency_key: str, at: datetime) -> None:
@@ -63,6 +64,7 @@ class Charge(Aggregate):
         self, request_id: str, psp_reference: str | None, journal_entries: list[dict[str, Any]]
     ) -> None:
         self.status = "succeeded"
+        self.psp_reference = psp_reference  # a refund names it
 
     @event("AttemptFailed")
     def fail_attempt(self, request_id: str, reason: str, at: datetime) -> None:

@@ -12,6 +12,7 @@ from ledger.handlers.payments import (
     handle_payment_result,
     handle_terminal_authorized,
 )
+from ledger.handlers.refunds import handle_refund_requested
 from ledger.handlers.sessions import handle_transaction_event
 from ledger.handlers.vouchers import (
     handle_voucher_batch_issued,
@@ -23,6 +24,7 @@ from ledger.messages import (
     DebtPaymentReceived,
     Envelope,
     PaymentResult,
+    RefundRequested,
     TerminalAuthorized,
     TransactionEvent,
     VoucherBatchIssued,
@@ -36,6 +38,7 @@ HANDLERS: dict[type[Envelope], Callable[[Any, Any], None]] = {
     TerminalAuthorized: handle_terminal_authorized,
     WalletTopUpRequested: handle_top_up_requested,
     DebtPaymentReceived: handle_debt_payment,
+    RefundRequested: handle_refund_requested,
     VoucherBatchIssued: handle_voucher_batch_issued,
     VoucherRedemptionRequested: handle_voucher_redemption_requested,
     ClockTicked: handle_clock_ticked,

@@ -12,10 +12,12 @@ from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.journal import account, transfer
 from ledger.domain.outbox import OutboundCommand
 from ledger.domain.payment import Charge, Hold
+from ledger.domain.refund import CardRefund
 from ledger.domain.session import ChargingSession
 from ledger.domain.wallet import Wallet
 from ledger.handlers.lookups import require_tenant, schedule_of
 from ledger.handlers.orders import open_charge, request_stop, send_resolution
+from ledger.handlers.refunds import confirm_card_refund
 from ledger.handlers.subscriptions import FEE_PURPOSE, fee_answered
 from ledger.handlers.wallets import issue_top_up_receipt
 from ledger.messages import DebtPaymentReceived, PaymentResult, TerminalAuthorized
@@ -64,6 +66,10 @@ def handle_payment_result(message: PaymentResult, batch: Batch) -> None:
         hold = batch.get(Hold, subject_id)
         assert hold is not None
         _apply_hold_result(hold, action, message, batch)
+    elif command.subject["kind"] == "card_refund":
+        refund = batch.get(CardRefund, subject_id)
+        assert refund is not None
+        confirm_card_refund(refund, message)
     else:
         charge = batch.get(Charge, subject_id)
         assert charge is not None

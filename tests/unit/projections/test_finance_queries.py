@@ -61,8 +61,13 @@ def test_entries_link_to_their_session_or_document_by_their_natural_key() -> Non
                     "terminal:TRM-1": ("R-000002", "2026-03-10T11:00:00Z"),
                     "C-000001": ("C-000001", "2026-04-01T00:00:00Z"),
                     "~plan-1:0": ("S-000001", "2026-03-01T00:00:00Z")},
+        credit_notes={"CN-000001": "2026-03-12T09:00:00Z"},
     )
     assert fq._link("session:t:s1", links) == ("s1", "R-000001", "2026-03-10T10:00:00Z")
+    # A refund is dated by its credit note, and still listed with its session.
+    assert fq._link("refund:t:s1:CN-000001", links) == ("s1", "CN-000001",
+                                                        "2026-03-12T09:00:00Z")
+    assert fq._link("refund_paid:t:s1:CN-000001:charge:session:s1", links)[1] == "CN-000001"
     assert fq._link("charge:t:session:s1", links)[0] == "s1"
     assert fq._link("charge:t:top_up:TU-1", links)[1] == "T-000001"
     assert fq._link("TU-1:t", links)[1] == "T-000001"

@@ -453,3 +453,23 @@ def test_the_month_end_settles_the_partners_and_invoices_the_cycles(day: Replaye
     fleet_charge = [c for c in day.commands("PaymentCommand")
                     if c["reference"].startswith("partner_settlement:")]
     assert len(fleet_charge) == 1, "the fleet pays its settlement by card"
+
+
+def test_the_desk_refunds_a_wallet_session_in_full_and_a_card_session_in_part(
+    day: Replayed,
+) -> None:
+    from ledger.domain.refund import SessionRefunds
+    from ledger.messages import RefundRequested
+
+    asked = day.of_type(RefundRequested)
+    assert [r.amount is None for r in asked] == [True, False]
+    refunded = day.events(SessionRefunds, "Refunded")
+    assert [[s["payer"] for s in e.shares] for e in refunded] == [["wallet"], ["driver"]]
+    assert refunded[0].credit_cdr is not None and refunded[1].credit_cdr is None
+    notes = [e for e in day.events(InvoiceSeries, "Issued")
+             if e.document["kind"] == "credit_note"]
+    assert [e.number for e in notes] == ["CN-000001", "CN-000002"]
+    [card_refund] = [c for c in day.commands("PaymentCommand") if c["action"] == "refund"]
+    assert Decimal(card_refund["amount"]) == asked[1].amount
+    assert any(r.outcome == "refunded" and r.request_id == card_refund["event_id"]
+               for r in day.of_type(PaymentResult))
