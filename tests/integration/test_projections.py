@@ -164,11 +164,14 @@ def test_the_report_as_of_an_instant_shows_only_what_was_recorded_by_then(
     current = report_json(capsys, store_url)
 
     code, as_of_between, err = ledger_cli(
-        capsys, "report", "--store", store_url, "--json", "--as-of", between.isoformat())
+        capsys, "report", "--store", store_url, "--json",
+        "--recorded-as-of", between.isoformat())
     _, as_of_epoch, _ = ledger_cli(
-        capsys, "report", "--store", store_url, "--json", "--as-of", "2000-01-01T00:00:00Z")
+        capsys, "report", "--store", store_url, "--json",
+        "--recorded-as-of", "2000-01-01T00:00:00Z")
     _, as_of_future, _ = ledger_cli(
-        capsys, "report", "--store", store_url, "--json", "--as-of", "2999-01-01T00:00:00Z")
+        capsys, "report", "--store", store_url, "--json",
+        "--recorded-as-of", "2999-01-01T00:00:00Z")
 
     assert code == 0, err
     assert as_of_future == current
