@@ -62,6 +62,9 @@ from projections.values import amount_from_minor
 
 # Longer than any form the cut-off takes ("2026-03-31T23:59:59.999999+14:00" is 32).
 CUTOFF_CHARS_MAX = 40
+# Years a cut-off may name: before the first event any store holds, or far after the last,
+# is as good as the bounds, and every zone's offset stays within datetime's range.
+CUTOFF_YEARS = range(1970, 9999)
 # The zone of events with no tenant, and of a tenant without a TenantConfigured.
 NO_TENANT_ZONE = "UTC"
 DEBT_RECEIVABLE_PREFIX = "driver_receivable:"
@@ -89,6 +92,15 @@ class BusinessCutoff:
 
     @classmethod
     def parse(cls, text: str) -> BusinessCutoff:
+        cutoff = cls._parse(text)
+        year = (cutoff.day or cutoff.wall_time or cutoff.instant or date.min).year
+        if year not in CUTOFF_YEARS:
+            raise CutoffError(f"{text!r}: the year must be {CUTOFF_YEARS.start} to"
+                              f" {CUTOFF_YEARS.stop - 1}")
+        return cutoff
+
+    @classmethod
+    def _parse(cls, text: str) -> BusinessCutoff:
         if len(text) > CUTOFF_CHARS_MAX:
             raise CutoffError(f"not a date or time: {text[:CUTOFF_CHARS_MAX]!r}...")
         if len(text) == len("2026-03-31"):
@@ -105,6 +117,8 @@ class BusinessCutoff:
             ) from None
         if moment.tzinfo is None:
             return cls(text, wall_time=moment)
+        if moment.year not in CUTOFF_YEARS:  # before converting: year 1 minus an offset
+            return cls(text, instant=moment)
         return cls(text, instant=moment.astimezone(UTC))
 
     def until(self, time_zone: str) -> datetime:

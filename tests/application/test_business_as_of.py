@@ -208,7 +208,8 @@ def test_before_anything_happened_the_view_is_empty(month: LedgerDriver) -> None
 
 
 @pytest.mark.parametrize("text", ["2026-13-01", "yesterday", "2026-03-32", "2026-03-29T25:00",
-                                  "2026-03-29" + "0" * 40])
+                                  "2026-03-29" + "0" * 40, "0001-01-01T00:00:00+01:00",
+                                  "9999-12-31", "1969-12-31T23:00"])
 def test_a_malformed_cutoff_is_refused(text: str) -> None:
     with pytest.raises(CutoffError):
         BusinessCutoff.parse(text)
