@@ -13,7 +13,7 @@ such as a dead letter's `Redriven`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 BUSINESS_TIME = "business_time"
@@ -21,12 +21,14 @@ BUSINESS_TIME = "business_time"
 
 def stamp_business_time(event: Any, at: datetime) -> None:
     """Write `at` onto a pending event (events are frozen dataclasses: set it underneath,
-    as the library's own mapper does when it reads an event back)."""
+    as the library's own mapper does when it reads an event back). Kept as ISO text in UTC:
+    38 bytes a stored event, where the transcoder's tagged datetime takes 79."""
     assert at.tzinfo is not None, "business times are aware instants"
-    object.__setattr__(event, BUSINESS_TIME, at)
+    object.__setattr__(event, BUSINESS_TIME, at.astimezone(UTC).isoformat().replace(
+        "+00:00", "Z"))
 
 
 def business_time_of(event: Any) -> datetime | None:
     """The stamped business time, or None for an event written without one."""
     found = getattr(event, BUSINESS_TIME, None)
-    return found if isinstance(found, datetime) else None
+    return datetime.fromisoformat(found) if isinstance(found, str) else None
