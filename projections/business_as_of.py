@@ -185,9 +185,8 @@ def business_time(event: Any) -> datetime:
     return found if found is not None else event.timestamp
 
 
-def _log(ledger: Application[Any]) -> Iterator[NotifiedEvent]:
-    """The whole log as it is now, page by page, in notification order."""
-    end = ledger.recorder.max_notification_id() or 0
+def _log(ledger: Application[Any], end: int) -> Iterator[NotifiedEvent]:
+    """The log up to notification `end`, page by page, in notification order."""
     start: int | None = None
     for _page in range(end // PROJECTION_PAGE_EVENTS_MAX + 2):
         page = [(nid, event) for nid, event in read_page(ledger, start) if nid <= end]
@@ -197,10 +196,10 @@ def _log(ledger: Application[Any]) -> Iterator[NotifiedEvent]:
         start = page[-1][0]
 
 
-def _survey(ledger: Application[Any]) -> _LogSurvey:
+def _survey(ledger: Application[Any], end: int) -> _LogSurvey:
     """Pass 1: each aggregate's tenant and earliest business time, each tenant's zones."""
     survey = _LogSurvey()
-    for _nid, event in _log(ledger):
+    for _nid, event in _log(ledger, end):
         at = business_time(event)
         found = survey.aggregates.get(event.originator_id)
         if found is None:
@@ -254,7 +253,9 @@ def replay_business_view(
 ) -> tuple[dict[str, TenantCutoff], OverdueDebts, int]:
     """Rules 1-4 into `db` (an empty read model); `tenants`: only these tenants' events
     (the finance API replays the key's tenant alone)."""
-    survey = _survey(ledger)
+    # Both passes read the log as it is now: events written meanwhile are in neither.
+    end = ledger.recorder.max_notification_id() or 0
+    survey = _survey(ledger, end)
     cutoffs = {tenant: tenant_cutoff(cutoff, settings)
                for tenant, settings in survey.tenant_settings.items()}
     no_tenant = TenantCutoff(NO_TENANT_ZONE, None, cutoff.until(NO_TENANT_ZONE))
@@ -282,7 +283,7 @@ def replay_business_view(
 
     start: int | None = None
     applied = 0
-    kept = (projected(item) for item in _log(ledger) if in_view(item))
+    kept = (projected(item) for item in _log(ledger, end) if in_view(item))
     while page := list(itertools.islice(kept, PROJECTION_PAGE_EVENTS_MAX)):
         apply_page(db, start, page)
         start = page[-1][0]
