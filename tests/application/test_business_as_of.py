@@ -72,9 +72,8 @@ def charge_for(d: LedgerDriver, session_id: str) -> dict[str, Any]:
     return command
 
 
-@pytest.fixture(scope="module")
-def month() -> LedgerDriver:
-    d = LedgerDriver()
+def live_month(d: LedgerDriver) -> LedgerDriver:
+    """The month of the module docstring, in the order the ledger receives it."""
     d.apply(
         tenant(time_zone="Europe/Berlin"), tariff(), location("L1"),
         driver("w", "wallet"), driver("post", "post_paid"), driver("c", "post_paid"),
@@ -99,6 +98,11 @@ def month() -> LedgerDriver:
     d.apply_each(session_events("tx4", "c", "25", start=at(20, 9)))
     d.apply(tick(at(3, 0, month=4)))
     return d
+
+
+@pytest.fixture(scope="module")
+def month() -> LedgerDriver:
+    return live_month(LedgerDriver())
 
 
 def view(d: LedgerDriver, asked: str) -> dict[str, Any]:
