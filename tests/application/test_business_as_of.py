@@ -205,6 +205,17 @@ def test_after_everything_the_view_is_the_live_report(month: LedgerDriver) -> No
     assert report == current_report(month.ledger)
 
 
+def test_one_tenants_view_is_its_part_of_the_whole(month: LedgerDriver) -> None:
+    whole = view(month, "2026-03-29")
+    alone = business_as_of_report(month.ledger, BusinessCutoff.parse("2026-03-29"),
+                                  "t1").report
+    assert alone == whole, "the month has one tenant"
+    nobody = business_as_of_report(month.ledger, BusinessCutoff.parse("2026-03-29"),
+                                   "t2").report
+    assert (nobody["sessions"], nobody["wallets"], nobody["debts"]) == ([], [], [])
+    assert nobody["as_of"]["tenants"] == {}
+
+
 def test_before_anything_happened_the_view_is_empty(month: LedgerDriver) -> None:
     report = view(month, "2026-03-01")
     assert (report["sessions"], report["wallets"], report["invoices"]) == ([], [], [])
