@@ -42,12 +42,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.messages import EnrolmentChanged, PartnerConfigured
 from projections.business_as_of import BusinessCutoff, CutoffError, business_as_of_report
 from projections.report import current_report
 from tests.builders import (
     LedgerDriver,
+    RecordingLedgerDriver,
     driver,
     envelope,
     location,
@@ -203,6 +206,31 @@ def test_after_everything_the_view_is_the_live_report(month: LedgerDriver) -> No
     assert report.pop("as_of")["basis"] == "business_time"
     report.pop("debts")
     assert report == current_report(month.ledger)
+
+
+DATES = ("2026-03-28", "2026-03-29", "2026-04-03")
+
+
+@pytest.fixture(scope="module")
+def recorded_month() -> RecordingLedgerDriver:
+    d = RecordingLedgerDriver()
+    live_month(d)
+    return d
+
+
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_the_views_do_not_depend_on_how_the_messages_were_batched(
+    recorded_month: RecordingLedgerDriver, data: st.DataObject,
+) -> None:
+    """Each event carries its own message's business time, whichever batch it came in."""
+    messages = [m for batch in recorded_month.batches for m in batch]
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(messages) - 1), max_size=8)))
+    rebatched = LedgerDriver()
+    for start, end in zip([0, *cuts], [*cuts, len(messages)], strict=True):
+        rebatched.apply(*messages[start:end])
+    for day in DATES:
+        assert view(rebatched, day) == view(recorded_month, day)
 
 
 def test_one_tenants_view_is_its_part_of_the_whole(month: LedgerDriver) -> None:
