@@ -256,3 +256,17 @@ def test_before_anything_happened_the_view_is_empty(month: LedgerDriver) -> None
 def test_a_malformed_cutoff_is_refused(text: str) -> None:
     with pytest.raises(CutoffError):
         BusinessCutoff.parse(text)
+
+
+def test_debt_becomes_overdue_when_the_last_retry_fails_and_is_gone_once_paid() -> None:
+    """tests/application/test_debt_payment.py's driver (UTC tenant, one retry after 1 h):
+    the 10 kWh session (4.76) ends 2 March 09:00, the charge fails then, the retry fails at
+    10:00 (overdue), the driver pays at the counter on 3 March 09:00."""
+    from tests.application.test_debt_payment import indebted, paid
+
+    d, _retry = indebted()
+    d.apply(paid("4.76"))
+    assert debts(view(d, "2026-03-02T09:30Z")) == {"bad": ("4.76", "0.00")}
+    assert debts(view(d, "2026-03-02")) == {"bad": ("4.76", "4.76")}
+    assert debts(view(d, "2026-03-03T08:59Z")) == {"bad": ("4.76", "4.76")}
+    assert debts(view(d, "2026-03-03")) == {}
