@@ -48,6 +48,7 @@ from hypothesis import strategies as st
 from ledger.messages import EnrolmentChanged, PartnerConfigured
 from projections.business_as_of import BusinessCutoff, CutoffError, business_as_of_report
 from projections.report import current_report
+from tests.application.test_debt_payment import indebted, paid
 from tests.builders import (
     LedgerDriver,
     RecordingLedgerDriver,
@@ -262,8 +263,6 @@ def test_debt_becomes_overdue_when_the_last_retry_fails_and_is_gone_once_paid() 
     """tests/application/test_debt_payment.py's driver (UTC tenant, one retry after 1 h):
     the 10 kWh session (4.76) ends 2 March 09:00, the charge fails then, the retry fails at
     10:00 (overdue), the driver pays at the counter on 3 March 09:00."""
-    from tests.application.test_debt_payment import indebted, paid
-
     d, _retry = indebted()
     d.apply(paid("4.76"))
     assert debts(view(d, "2026-03-02T09:30Z")) == {"bad": ("4.76", "0.00")}
