@@ -6,10 +6,11 @@ processed-message marker holds only its digest), so the messages come from the e
 the store was filled from (`--events`: the Kafka topics' content, or what `ingest` read).
 1. Read the proposal (`--config`): configuration messages, one event line each. Each is
    made effective at the start of the period in its tenant's zone (its `effective_at` and
-   `occurred_at` set to that instant; or just after the tenant's own configuration, when
-   that takes effect later), so it governs every session started in the period and, as
-   configuration always does, none started before. A configuration change of the history
-   that takes effect later in the period still does, from then on.
+   `occurred_at` set to that instant; or just after the history's version of the same
+   thing, when that takes effect later), so it governs every session started in the period
+   and, as configuration always does, none started before. A configuration change of the
+   history read after the insertion point that takes effect later in the period still
+   does, from then on.
 2. Ingest the event file as it is into scratch store A, and the event file with the
    proposal inserted before its first message of the period into scratch store B (scratch
    SQLite files in a temporary directory, removed afterwards).
@@ -39,6 +40,7 @@ from consumers.event_file import event_line_for, read_event_file, write_event_fi
 from consumers.store import open_store
 from ledger.domain.billing_calendar import local_day_end
 from ledger.domain.errors import InvalidMessage
+from ledger.handlers.config import CONFIG_KINDS
 from ledger.messages import Configuration, Envelope, TenantConfigured, parse_message
 from projections.as_of import as_of_report
 from projections.bill_differences import Period, bill_differences
@@ -115,23 +117,33 @@ def _effective(message: Configuration, at: datetime) -> str:
     return event_line_for(message.model_copy(update={"effective_at": at, "occurred_at": at}))
 
 
+ConfigKey = tuple[str, str, str]  # (tenant, kind, natural key), as the ledger stores it
+
+
+def _config_key(message: Configuration) -> ConfigKey:
+    kind, field_name = CONFIG_KINDS[type(message)]
+    return message.tenant_id, kind, str(getattr(message, field_name))
+
+
 def proposed_lines(events: Path, proposal: list[Configuration],
                    periods: dict[str, Period]) -> Iterator[str]:
     """Step 2: the event file with the proposal inserted before its first message of the
-    period that is not configuration. The proposal takes effect at the period's start, or
-    just after the last configuration of its tenant read before it, if that takes effect
-    later (a store whose configuration begins inside the period): effective-dated versions
-    are ordered by time, and the proposal must be the one in force when billing starts."""
+    period that is not configuration. Each proposed message takes effect at the period's
+    start; or, if the history read before it has a version of the same thing (the same
+    tariff, partner, ...) taking effect later, just after that one (effective-dated
+    versions are ordered by time: the proposal must be the one in force when billing
+    starts); and never before its tenant's own configuration (the ledger needs the tenant
+    in force to take it)."""
     unknown = sorted({m.tenant_id for m in proposal} - periods.keys())
     if unknown:
         raise CliError(f"--config: tenant {unknown[0]!r} is not in the event file")
     period_start = min(p.start for p in periods.values())
-    latest: dict[str, datetime] = {}
+    latest: dict[ConfigKey, datetime] = {}
     pending = True
     for raw, message in _messages(events):
         if isinstance(message, Configuration):
-            latest[message.tenant_id] = max(message.effective_at,
-                                            latest.get(message.tenant_id, message.effective_at))
+            key = _config_key(message)
+            latest[key] = max(message.effective_at, latest.get(key, message.effective_at))
         elif pending and message is not None and message.business_time() >= period_start:
             yield from _proposal_lines(proposal, periods, latest)
             pending = False
@@ -141,12 +153,16 @@ def proposed_lines(events: Path, proposal: list[Configuration],
 
 
 def _proposal_lines(proposal: list[Configuration], periods: dict[str, Period],
-                    latest: dict[str, datetime]) -> Iterator[str]:
+                    latest: dict[ConfigKey, datetime]) -> Iterator[str]:
     for message in proposal:
-        start = periods[message.tenant_id].start
-        before = latest.get(message.tenant_id)
-        yield _effective(message, start if before is None or before < start
-                         else before + timedelta(microseconds=1))
+        effective_at = periods[message.tenant_id].start
+        same = latest.get(_config_key(message))
+        if same is not None and same >= effective_at:
+            effective_at = same + timedelta(microseconds=1)
+        tenant = latest.get((message.tenant_id, "tenant", message.tenant_id))
+        if tenant is not None and tenant > effective_at:
+            effective_at = tenant
+        yield _effective(message, effective_at)
 
 
 def _refused_proposal(report: Report, proposal: list[Configuration]) -> str | None:
