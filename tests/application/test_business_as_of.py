@@ -37,6 +37,7 @@ invoice 20.00); debts: c 3.80; pool 20.00.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -76,8 +77,10 @@ def charge_for(d: LedgerDriver, session_id: str) -> dict[str, Any]:
     return command
 
 
-def live_month(d: LedgerDriver) -> LedgerDriver:
-    """The month of the module docstring, in the order the ledger receives it."""
+def live_month(d: LedgerDriver, before_late: Callable[[], None] = lambda: None
+               ) -> LedgerDriver:
+    """The month of the module docstring, in the order the ledger receives it;
+    `before_late` runs before the late arrivals are applied."""
     d.apply(
         tenant(time_zone="Europe/Berlin"), tariff(), location("L1"),
         driver("w", "wallet"), driver("post", "post_paid"), driver("c", "post_paid"),
@@ -97,6 +100,7 @@ def live_month(d: LedgerDriver) -> LedgerDriver:
     d.apply_each(session_events("tx5", "c", "25", start=at(29, 19)))
     d.apply_each(session_events("tx6", "w", "25", start=at(29, 21, 30)))
     # Late arrivals: recorded after everything above, business times before some of it.
+    before_late()
     d.apply(top_up("w", "20.00", at=at(20, 12)))
     d.apply_each(session_events("tx7", "w", "10", start=at(25, 9)))
     d.apply_each(session_events("tx4", "c", "25", start=at(20, 9)))

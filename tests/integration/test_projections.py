@@ -332,8 +332,15 @@ def test_report_as_of_business_dates_on_a_real_store_matches_the_hand_figures(
 ) -> None:
     """The month of tests/application/test_business_as_of.py (figures computed by hand
     there), applied to SQLite and PostgreSQL: the business times survive the store."""
+    recorded: list[datetime] = []
+
+    def between() -> None:
+        time.sleep(0.01)  # recording times are wall-clock: keep the two parts apart
+        recorded.append(datetime.now(UTC))
+        time.sleep(0.01)
+
     with closing(open_ledger(store_url)) as ledger:
-        live_month(LedgerDriver(ledger))
+        live_month(LedgerDriver(ledger), before_late=between)
     views = {}
     for day in ("2026-03-28", "2026-03-29", "2026-04-03"):
         code, out, err = ledger_cli(capsys, "report", "--store", store_url, "--json",
@@ -351,3 +358,10 @@ def test_report_as_of_business_dates_on_a_real_store_matches_the_hand_figures(
     code, out, err = ledger_cli(capsys, "report", "--store", store_url, "--as-of", "2026-03-29")
     assert code == 0, err
     assert "until 2026-03-29T21:59:59.999999Z (Europe/Berlin)" in out
+    # What the books had recorded before the late arrivals: not the late top-up of 20.00
+    # nor tx7 (4.76), both in every business view above; tx6 is there, recorded before.
+    code, out, err = ledger_cli(capsys, "report", "--store", store_url, "--json",
+                                "--recorded-as-of", recorded[0].isoformat())
+    assert code == 0, err
+    assert {w["driver_id"]: w["balance"] for w in json.loads(out)["wallets"]} == {
+        "w": "26.20"}  # 50.00 - 11.90 (tx1) - 11.90 (tx6)
