@@ -6,7 +6,8 @@ protocol, per batch:
   1. skip items at or before the stored position of their source (a resumed run);
   2. apply each message through its handler; a message whose event id was applied before
      is skipped; a message the rules or the schema refuse is recorded with its reason and
-     changes nothing else;
+     changes nothing else; every event a message caused is stamped with the message's
+     business time (ledger/domain/business_time.py);
   3. write every new aggregate event, the outbound commands they caused, and the source's
      new position in ONE transaction (eventsourcing's process recorder);
   4. only then may the transport acknowledge (Kafka offsets are advisory: the database owns
@@ -137,6 +138,10 @@ class Ledger(EventSourcedProjection[UUID]):
                 log.exception("applying %s:%s failed", item.source, item.position)
                 failed = HandlerFailed(f"handler failed: {type(exc).__name__}: {exc}")
                 raise _Refused(item.position, failed) from exc
+            # Every event this item caused carries the business time of its message.
+            batch.stamp_business_time(
+                item.message.business_time() if item.message is not None else None
+            )
             if outcome == "conflicts":
                 result.conflicts += 1
                 outcome = "dead_lettered"

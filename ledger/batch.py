@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from ledger.domain.business_time import stamp_business_time
 from ledger.domain.outbox import OutboundCommand
 from ledger.messages import Envelope
 
@@ -68,6 +70,10 @@ class Batch:
         self._touched: dict[UUID, Aggregate] = {}
         self._order: list[UUID] = []
         self.commands_issued = 0
+        # Business-time stamping: aggregates handed out since the last stamp, and how many
+        # of each aggregate's pending events are stamped already.
+        self._since_stamp: set[UUID] = set()
+        self._stamped: dict[UUID, int] = {}
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         found = self._touched.get(aggregate_id)
@@ -80,6 +86,7 @@ class Batch:
                 return None
             self._remember(found)
         assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
+        self._since_stamp.add(aggregate_id)
         return found
 
     def add(self, aggregate: Aggregate) -> None:
@@ -109,7 +116,23 @@ class Batch:
         )
         self.commands_issued += 1
 
+    def stamp_business_time(self, at: datetime | None) -> None:
+        """Stamp every event raised since the last stamp with `at`, the business time of
+        the item just handled (ledger/domain/business_time.py; None: an undecodable item,
+        whose dead letter keeps no business time). Handlers reach every aggregate through
+        `get` or `add`, so the aggregates handed out since the last stamp hold all of the
+        item's events; each event is visited once per batch."""
+        for aggregate_id in self._since_stamp:
+            pending = self._touched[aggregate_id].pending_events
+            done = self._stamped.get(aggregate_id, 0)
+            if at is not None:
+                for pending_event in pending[done:]:
+                    stamp_business_time(pending_event, at)
+            self._stamped[aggregate_id] = len(pending)
+        self._since_stamp.clear()
+
     def _remember(self, aggregate: Aggregate) -> None:
+        self._since_stamp.add(aggregate.id)
         if aggregate.id not in self._touched:
             self._touched[aggregate.id] = aggregate
             self._order.append(aggregate.id)

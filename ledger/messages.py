@@ -184,6 +184,11 @@ class Envelope(WireModel):
         gives the same digest): what tells a re-published copy from a conflicting one."""
         return hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()
 
+    def business_time(self) -> datetime:
+        """When what this message reports happened (event time), as opposed to when the
+        ledger recorded it: what the as-of views in business time cut by."""
+        return self.occurred_at
+
 
 # ---------------------------------------------------------------- CSMS: session events
 class UnitOfMeasure(WireModel):
@@ -251,6 +256,11 @@ class TransactionEvent(Envelope):
     # Set when a contactless payment terminal at the charger authorized the session.
     terminal_reference: Id | None = None
     transaction: OcppTransactionEvent
+
+    def business_time(self) -> datetime:
+        # The charging station's own time of the start, update or end (also what the
+        # handlers price and settle by), even when the CSMS forwards it late.
+        return self.transaction.timestamp
 
 
 # ---------------------------------------------------------------- PSP results
@@ -450,6 +460,9 @@ class ClockTicked(Envelope):
 
 
     now: Instant
+
+    def business_time(self) -> datetime:
+        return self.now  # the instant the schedules run at (retries, period ends)
 
 
 # ---------------------------------------------------------------- outbound commands

@@ -9,7 +9,9 @@
     mapping.py      event -> row changes, dispatching to the read models
     runner.py       the page-batched pull loop (catch up, run forever, rebuild)
     report.py       the finance report (CONTRACT.md) built from the read models
-    as_of.py        the report as of an instant, for auditors
+    as_of.py        the report as of an instant of recording time, for auditors
+    business_as_of.py  the books as of a business date, each tenant in its own zone
+    bill_differences.py  what a proposed configuration changes in a period's bills
 
 Dependencies point inward: projections import `ledger`, never `consumers` or Kafka.
 """

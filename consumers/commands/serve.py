@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 isolate_tenants(db)
             except IsolationUnavailable as exc:
                 raise CliError(str(exc)) from exc
-        uvicorn.run(create_app(db), host=args.host, port=args.port, log_level="warning",
+        uvicorn.run(create_app(db, ledger), host=args.host, port=args.port, log_level="warning",
                     access_log=False)
     finally:
         db.close()

@@ -1,7 +1,8 @@
 """The finance desk over HTTP: a JSON API (`api.py`) and server-rendered pages (`pages.py`)
 on the finance queries (`projections/finance_queries.py`), served by `ledger serve`.
 
-    desk.py      the read-model connection, scoped to one tenant per request
+    desk.py      the read-model connection, scoped to one tenant per request; as_of
+                 views replayed from the event store
     auth.py      API keys from a header or the login cookie -> the tenant
     api.py       /api/v1/...: JSON, cursor pages, CSV exports and document downloads
     pages.py     /, /invoices, /sessions, /debts, /settlements, /login (Jinja2)

@@ -1,8 +1,14 @@
 """/api/v1: the finance API. Every route needs a key; the key's tenant is the only tenant a
-route can see, so another tenant's number or session id is simply not found (404)."""
+route can see, so another tenant's number or session id is simply not found (404).
+
+`as_of` (balances, documents): the figures as they stood at a business date or time in the
+tenant's time zone, replayed from the event store for the key's tenant alone, the same
+figures as `ledger report --as-of` (projections/business_as_of.py states the rule)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
@@ -12,6 +18,8 @@ from consumers.finance_api import exports
 from consumers.finance_api.auth import api_key_header, tenant_or_401
 from consumers.finance_api.rendering import document_html
 from projections import finance_queries as fq
+from projections.business_as_of import CUTOFF_CHARS_MAX, BusinessCutoff, CutoffError
+from projections.tenant_isolation import Query as BooksQuery
 
 router = APIRouter(prefix="/api/v1", dependencies=[Security(api_key_header)])
 Tenant = Annotated[str, Depends(tenant_or_401)]
@@ -27,6 +35,10 @@ Cursor = Annotated[str | None, Query(description="next_cursor of the previous pa
                                      max_length=fq.CURSOR_CHARS_MAX)]
 Limit = Annotated[int, Query(ge=1, le=fq.PAGE_ITEMS_MAX, description="items per page")]
 Filter = Annotated[str | None, Query(max_length=200)]
+AsOf = Annotated[str | None, Query(
+    description="business date (YYYY-MM-DD: the end of that day in the tenant's time zone),"
+                " local time (YYYY-MM-DDTHH:MM) or instant (...Z): the figures as they stood"
+                " then, replayed from the events", max_length=CUTOFF_CHARS_MAX)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such item for this key's tenant"},
 }
@@ -36,14 +48,37 @@ def _page(page: fq.Page) -> dict[str, Any]:
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
+@contextmanager
+def _books(request: Request, tenant: str, as_of: str | None
+           ) -> Iterator[tuple[BooksQuery, dict[str, Any]]]:
+    """The live read models, or with `as_of` the tenant's books then; and what to add to the
+    answer to say which (nothing for the live ones)."""
+    if as_of is None:
+        with request.app.state.desk.read(tenant) as q:
+            yield q, {}
+        return
+    try:
+        cutoff = BusinessCutoff.parse(as_of)
+    except CutoffError as exc:
+        raise fq.FinanceQueryError(f"as_of: {exc}") from None
+    with request.app.state.desk.read_as_of(tenant, cutoff) as (q, tenant_cutoff):
+        until = None if tenant_cutoff is None else tenant_cutoff.until
+        yield q, {"as_of": {
+            "asked": as_of, "basis": "business_time",
+            "time_zone": None if tenant_cutoff is None else tenant_cutoff.time_zone,
+            "until": None if until is None else until.isoformat().replace("+00:00", "Z"),
+        }}
+
+
 @router.get("/documents", summary="receipts, invoices and credit notes, by number")
 def list_documents(request: Request, tenant: Tenant, from_: From = None, to: To = None,
                    kind: Filter = None, customer: Filter = None, cursor: Cursor = None,
-                   limit: Limit = fq.PAGE_ITEMS_DEFAULT) -> dict[str, Any]:
+                   limit: Limit = fq.PAGE_ITEMS_DEFAULT, as_of: AsOf = None
+                   ) -> dict[str, Any]:
     period = fq.Period.parse(from_, to)
-    with request.app.state.desk.read(tenant) as q:
+    with _books(request, tenant, as_of) as (q, which):
         found = fq.documents(q, tenant, period, kind, customer)
-    return _page(fq.paginate(found, lambda d: [d["number"]], cursor, limit))
+    return _page(fq.paginate(found, lambda d: [d["number"]], cursor, limit)) | which
 
 
 def _document(request: Request, tenant: str, number: str) -> dict[str, Any]:
@@ -93,9 +128,9 @@ def get_session(request: Request, tenant: Tenant, session_id: str) -> dict[str, 
 
 
 @router.get("/balances", summary="wallets, receivables and partner pools")
-def get_balances(request: Request, tenant: Tenant) -> dict[str, Any]:
-    with request.app.state.desk.read(tenant) as q:
-        return fq.balances(q, tenant)
+def get_balances(request: Request, tenant: Tenant, as_of: AsOf = None) -> dict[str, Any]:
+    with _books(request, tenant, as_of) as (q, which):
+        return fq.balances(q, tenant) | which
 
 
 @router.get("/journal/trial-balance", summary="debits, credits and balance per account")

@@ -7,6 +7,9 @@ anything the caller can fix: 400 bad period/cursor/filter, 401 no or bad key, 40
 
 from __future__ import annotations
 
+from typing import Any
+
+from eventsourcing.application import Application
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -14,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumers.finance_api import api, pages
 from consumers.finance_api.auth import NotLoggedIn
-from consumers.finance_api.desk import Desk
+from consumers.finance_api.desk import AsOfUnavailable, Desk
 from consumers.finance_api.rendering import render
 from projections.database import ReadModelDatabase
 from projections.finance_queries import FinanceQueryError
@@ -22,14 +25,16 @@ from projections.finance_queries import FinanceQueryError
 API_PREFIX = "/api/"
 
 
-def create_app(db: ReadModelDatabase) -> FastAPI:
+def create_app(db: ReadModelDatabase, ledger: Application[Any] | None = None) -> FastAPI:
+    """`ledger`: the event store, for `as_of` views (replayed from the events); without it
+    an `as_of` question is answered 503."""
     app = FastAPI(
         title="evledger finance API",
         version="1",
         description="Invoices, sessions, balances and the journal of one tenant (the API "
                     "key's). Amounts are decimal strings in major units.",
     )
-    app.state.desk = Desk(db)
+    app.state.desk = Desk(db, ledger)
     app.include_router(api.router)
     app.include_router(pages.router)
 
@@ -55,6 +60,10 @@ def create_app(db: ReadModelDatabase) -> FastAPI:
     @app.exception_handler(FinanceQueryError)
     def query_error(request: Request, exc: FinanceQueryError) -> Response:
         return _error(request, 400, str(exc))
+
+    @app.exception_handler(AsOfUnavailable)
+    def as_of_unavailable(request: Request, exc: AsOfUnavailable) -> Response:
+        return _error(request, 503, str(exc))
 
     @app.exception_handler(NotLoggedIn)
     def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:

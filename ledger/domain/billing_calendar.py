@@ -22,7 +22,7 @@ The decisions the rules leave open are in docs/billing-decisions.md, "Billing ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Final, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -205,6 +205,20 @@ def _calendar_cycle(
         days_used=days_used,
         days_in_cycle=days_in_cycle,
     )
+
+
+def local_day_end(day: date, time_zone: str) -> datetime:
+    """The end of the local `day`, exclusive: the first instant of the next local day, in
+    UTC (a day holding a clock change lasts 23 h or 25 h)."""
+    return _day_start(day + timedelta(days=1), _zone(time_zone))
+
+
+def local_instant(wall_time: datetime, time_zone: str) -> datetime:
+    """A naive local wall time in `time_zone`, in UTC. A wall time that occurs twice (the
+    hour the clocks go back) is its first occurrence; one the clocks skip is read with the
+    offset before the change (zoneinfo's fold=0)."""
+    assert wall_time.tzinfo is None, "a wall time is naive"
+    return wall_time.replace(tzinfo=_zone(time_zone), fold=0).astimezone(UTC)
 
 
 def _zone(time_zone: str) -> ZoneInfo:

@@ -207,6 +207,33 @@ def test_balances_and_the_trial_balance_add_up(desk: Desk) -> None:
         assert Decimal(w["balance"]) == (-Decimal(account["balance"]) if account else 0)
 
 
+def test_balances_and_documents_as_of_a_business_time_are_the_reports(desk: Desk) -> None:
+    """The API's as_of answers with the figures of `ledger report --as-of` for the key's
+    tenant (the hand-computed figures are tests/application/test_business_as_of.py)."""
+    issued = sorted(d["issued_at"] for d in desk.every("/api/v1/documents"))
+    middle = issued[len(issued) // 2]  # an instant in the middle of the day
+    balances = desk.ok("/api/v1/balances", as_of=middle)
+    assert balances["as_of"]["until"] == middle and balances["as_of"]["basis"] == "business_time"
+    report = json.loads(run_cli("report", "--store", desk.store_url, "--json",
+                                "--as-of", middle))
+    assert balances["wallets"] == [
+        {"driver_id": w["driver_id"], "currency": w["currency"], "balance": w["balance"]}
+        for w in report["wallets"] if w["tenant_id"] == TENANT]
+    documents = desk.every("/api/v1/documents", as_of=middle)
+    assert [d["number"] for d in documents] == [
+        i["number"] for i in report["invoices"] if i["tenant_id"] == TENANT]
+    assert 0 < len(documents) < len(issued), "a cut in the middle of the day"
+    assert all(d["issued_at"] <= middle for d in documents)
+    # After everything: the live figures; before anything: nothing.
+    later = desk.ok("/api/v1/balances", as_of="2999-12-31")
+    assert later.pop("as_of")["time_zone"] and later == desk.ok("/api/v1/balances")
+    assert desk.ok("/api/v1/balances", as_of="2000-01-01")["wallets"] == []
+    for bad in ("yesterday", "2026-02-30", "0001-01-01T00:00Z"):
+        response = desk.get("/api/v1/balances", as_of=bad)
+        assert response.status_code == 400 and "as_of" in response.json()["message"]
+    assert desk.get("/api/v1/balances", as_of="x" * 100).status_code == 422
+
+
 # ---------------------------------------------------------------------------- exports
 def test_the_journal_csv_of_a_period_balances_per_entry(desk: Desk) -> None:
     entries = desk.every("/api/v1/journal/entries")

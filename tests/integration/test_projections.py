@@ -30,6 +30,7 @@ from projections.database import open_read_model
 from projections.runner import catch_up, ensure_schema, run_forever, stored_position
 from projections.sql import TABLE_NAMES, select_all
 from projections.values import ProjectionError
+from tests.application.test_business_as_of import live_month
 from tests.builders import LedgerDriver, driver, tenant, top_up
 from tests.integration.test_ingest import (
     LEDGER_COMMAND,
@@ -164,11 +165,14 @@ def test_the_report_as_of_an_instant_shows_only_what_was_recorded_by_then(
     current = report_json(capsys, store_url)
 
     code, as_of_between, err = ledger_cli(
-        capsys, "report", "--store", store_url, "--json", "--as-of", between.isoformat())
+        capsys, "report", "--store", store_url, "--json",
+        "--recorded-as-of", between.isoformat())
     _, as_of_epoch, _ = ledger_cli(
-        capsys, "report", "--store", store_url, "--json", "--as-of", "2000-01-01T00:00:00Z")
+        capsys, "report", "--store", store_url, "--json",
+        "--recorded-as-of", "2000-01-01T00:00:00Z")
     _, as_of_future, _ = ledger_cli(
-        capsys, "report", "--store", store_url, "--json", "--as-of", "2999-01-01T00:00:00Z")
+        capsys, "report", "--store", store_url, "--json",
+        "--recorded-as-of", "2999-01-01T00:00:00Z")
 
     assert code == 0, err
     assert as_of_future == current
@@ -321,3 +325,43 @@ def test_the_metrics_port_comes_from_the_option_else_the_environment(
                                  "--store", store_url)
     assert code == 2
     assert "--metrics-port is for the long-running projector" in err
+
+
+def test_report_as_of_business_dates_on_a_real_store_matches_the_hand_figures(
+    store_url: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The month of tests/application/test_business_as_of.py (figures computed by hand
+    there), applied to SQLite and PostgreSQL: the business times survive the store."""
+    recorded: list[datetime] = []
+
+    def between() -> None:
+        time.sleep(0.01)  # recording times are wall-clock: keep the two parts apart
+        recorded.append(datetime.now(UTC))
+        time.sleep(0.01)
+
+    with closing(open_ledger(store_url)) as ledger:
+        live_month(LedgerDriver(ledger), before_late=between)
+    views = {}
+    for day in ("2026-03-28", "2026-03-29", "2026-04-03"):
+        code, out, err = ledger_cli(capsys, "report", "--store", store_url, "--json",
+                                    "--as-of", day)
+        assert code == 0, err
+        views[day] = json.loads(out)
+    assert [{w["driver_id"]: w["balance"] for w in views[d]["wallets"]} for d in views] == [
+        {"w": "53.34"}, {"w": "53.34"}, {"w": "41.44"}]
+    assert [views[d]["sessions_open"] for d in views] == [0, 1, 0]
+    assert [len(views[d]["invoices"]) for d in views] == [7, 7, 9]
+    assert [[(p["pool_used"]) for p in views[d]["corporate_accounts"]] for d in views] == [
+        ["8.10"], ["20.00"], ["20.00"]]
+    assert [{x["driver_id"]: x["outstanding"] for x in views[d]["debts"]} for d in views] == [
+        {"post": "11.90", "c": "3.80"}, {"c": "3.80"}, {"c": "3.80"}]
+    code, out, err = ledger_cli(capsys, "report", "--store", store_url, "--as-of", "2026-03-29")
+    assert code == 0, err
+    assert "until 2026-03-29T21:59:59.999999Z (Europe/Berlin)" in out
+    # What the books had recorded before the late arrivals: not the late top-up of 20.00
+    # nor tx7 (4.76), both in every business view above; tx6 is there, recorded before.
+    code, out, err = ledger_cli(capsys, "report", "--store", store_url, "--json",
+                                "--recorded-as-of", recorded[0].isoformat())
+    assert code == 0, err
+    assert {w["driver_id"]: w["balance"] for w in json.loads(out)["wallets"]} == {
+        "w": "26.20"}  # 50.00 - 11.90 (tx1) - 11.90 (tx6)
