@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.outbox import OutboundCommand
-from ledger.held_aggregates import ABSENT, HeldAggregates
+from ledger.held_aggregates import Held, HeldAggregates
 from ledger.messages import Envelope
 
 A = TypeVar("A", bound=Aggregate)
@@ -93,33 +93,30 @@ class Batch:
         self._mark_pending: dict[UUID, int] = {}
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        found = self._touched.get(aggregate_id)
+        found: Held | None = self._touched.get(aggregate_id)
         if found is None:
             if aggregate_id in self._known_absent or aggregate_id in self._found_absent:
                 return None
-            found = self._take_held(aggregate_id)
-            if found is None:
-                found = self._stored(aggregate_id)
-            if found is None:
+            held = self._take_held(aggregate_id)
+            found = self._stored(aggregate_id) if held is None else held
+            if not isinstance(found, Aggregate):  # None, or held as ABSENT
                 self._found_absent.add(aggregate_id)  # an add() later is found first
                 return None
             self._remember(found)
+        assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
         if aggregate_id not in self._mark_pending:
             self._mark_pending[aggregate_id] = len(found.pending_events)
-        assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
         return found
 
-    def _take_held(self, aggregate_id: UUID) -> Aggregate | None:
+    def _take_held(self, aggregate_id: UUID) -> Held | None:
+        """What this process holds (ABSENT included), noting the version it had."""
         if self._held is None:
             return None
         held = self._held.take(aggregate_id)
-        if held is None:
-            return None
-        if held is ABSENT:
-            self.held_versions[aggregate_id] = 0
-            return None
-        assert isinstance(held, Aggregate)
-        self.held_versions[aggregate_id] = held.version
+        if held is not None:
+            self.held_versions[aggregate_id] = (
+                held.version if isinstance(held, Aggregate) else 0
+            )
         return held
 
     def add(self, aggregate: Aggregate) -> None:
