@@ -186,7 +186,7 @@ class Batch:
         for pending in kept:
             aggregate = pending.mutate(aggregate)
         assert aggregate is not None
-        aggregate._pending_events = list(kept)  # noqa: SLF001 (eventsourcing's own list)
+        aggregate._pending_events = list(kept)  # eventsourcing keeps them in this list
         return aggregate
 
     # ------------------------------------------------------------------ after the write
