@@ -80,6 +80,8 @@ class Ledger(EventSourcedProjection[UUID]):
         # from the store only what this process does not hold (ledger/held_aggregates.py).
         self._held = HeldAggregates(HELD_AGGREGATES_MAX)
         self._stored_versions: StoredVersions = self.stored_versions_one_by_one
+        # Batches applied again because another writer got there first (`ledger bench`).
+        self.batches_retried = 0
 
     def use_stored_versions(self, probe: StoredVersions) -> None:
         """Answer "which version of these aggregates does the store hold?" in one query per
@@ -123,6 +125,7 @@ class Ledger(EventSourcedProjection[UUID]):
                 # another writer changed an aggregate we read: re-read and apply again.
                 if self.recorder.has_tracking_id(source, items[-1].position):
                     return BatchResult(skipped_before_position=len(items))
+                self.batches_retried += 1
                 continue
             result.skipped_before_position = len(items) - len(fresh)
             return result
