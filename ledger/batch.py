@@ -161,9 +161,10 @@ class Batch:
 
     def undo_message(self) -> None:
         """Take back every change of the message since `begin_message` (it was refused or
-        failed half-way): what it created is dropped, and an aggregate it changed is read
-        from the store again and given back the events earlier messages of the batch
-        added to it. Rare, so a read per changed aggregate is fine."""
+        failed half-way): what it created or first read is dropped from the batch (read
+        again if a later message needs it), and an aggregate that earlier messages had and
+        this one changed is read from the store again and given back the events the earlier
+        messages added to it. Rare, so a read per changed aggregate is fine."""
         created = self._order[self._mark_order:]
         del self._order[self._mark_order:]
         for aggregate_id in created:

@@ -64,10 +64,28 @@ def test_an_aggregate_another_writer_changed_during_the_batch_cannot_be_rebuilt(
         return newer if aggregate_id == newer.id else None
 
     batch = Batch(read, held=held)
-    batch.begin_message()
+    batch.begin_message()  # message 1 takes the wallet from memory and credits it
     wallet = batch.get(Wallet, stored.id)
     assert wallet is stored  # taken from memory, not read
     assert batch.held_versions == {stored.id: stored.version}
     wallet.credit(Decimal("1.00"), "bank_transfer", "r1", [])
+    batch.begin_message()  # message 2 credits it too, then is refused
+    again = batch.get(Wallet, stored.id)
+    assert again is wallet
+    again.credit(Decimal("2.00"), "bank_transfer", "r2", [])
     with pytest.raises(StaleRead):
         batch.undo_message()
+
+
+def test_what_the_refused_message_read_first_is_dropped_and_read_again() -> None:
+    batch = Batch(_read_stored)
+    wallet_id = Wallet.create_id("t1", "d1")
+    batch.begin_message()
+    wallet = batch.get(Wallet, wallet_id)
+    assert wallet is not None
+    wallet.credit(Decimal("2.00"), "bank_transfer", "r2", [])
+    batch.undo_message()
+    assert list(batch.aggregates()) == []
+    again = batch.get(Wallet, wallet_id)
+    assert again is not None and again is not wallet
+    assert again.balance == Decimal("5.00") and not again.pending_events
