@@ -105,7 +105,7 @@ def open_ledger(
         try:
             ledger = Ledger(env=ledger_env(store_url, create=create,
                                            connect_timeout_s=connect_timeout_s))
-            ledger.use_existing_ids(existing_ids_probe(ledger))
+            ledger.use_stored_versions(stored_versions_probe(ledger))
             return ledger
         except PersistenceError as exc:
             if attempt == STORE_OPEN_ATTEMPTS_MAX or not _lost_creation_race(exc):
@@ -124,41 +124,48 @@ def _lost_creation_race(exc: PersistenceError) -> bool:
             or "Failed to record tracking for __migration__" in text)
 
 
-def existing_ids_probe(ledger: Ledger) -> Callable[[Sequence[UUID]], set[UUID]]:
-    """Which of some aggregate ids the store holds, in one query (the ingest hot path asks
-    this for every message of a batch: is its event id already processed?)."""
+def stored_versions_probe(ledger: Ledger) -> Callable[[Sequence[UUID]], dict[UUID, int]]:
+    """The stored version of each of some aggregate ids, in one query (every batch asks: is
+    each message's event id processed already, and is what this process holds current?)."""
     recorder = ledger.recorder
     if isinstance(recorder, PostgresApplicationRecorder):
-        query = SQL("SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)")
+        query = SQL(
+            "SELECT originator_id, MAX(originator_version) AS version FROM {}.{}"
+            " WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        )
         statement = query.format(
             Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
         )
 
-        def postgres(ids: Sequence[UUID]) -> set[UUID]:
+        def postgres(ids: Sequence[UUID]) -> dict[UUID, int]:
+            if not ids:
+                return {}
             with recorder.datastore.transaction(commit=False) as cursor:
                 cursor.execute(statement, (list(ids),))
-                return {row["originator_id"] for row in cursor.fetchall()}
+                return {row["originator_id"]: row["version"] for row in cursor.fetchall()}
 
         return postgres
     if isinstance(recorder, SQLiteApplicationRecorder):
         table = recorder.events_table_name
 
-        def sqlite(ids: Sequence[UUID]) -> set[UUID]:
-            found: set[UUID] = set()
+        def sqlite(ids: Sequence[UUID]) -> dict[UUID, int]:
+            found: dict[UUID, int] = {}
             with recorder.datastore.transaction(commit=False) as cursor:
                 for start in range(0, len(ids), SQLITE_PARAMETERS_MAX):
                     # eventsourcing stores UUIDs as 32 hex digits in SQLite.
                     chunk = [i.hex for i in ids[start:start + SQLITE_PARAMETERS_MAX]]
                     marks = ",".join("?" * len(chunk))
                     cursor.execute(
-                        f"SELECT DISTINCT originator_id FROM {table} "
-                        f"WHERE originator_id IN ({marks})", chunk,
+                        f"SELECT originator_id, MAX(originator_version) AS version FROM {table}"
+                        f" WHERE originator_id IN ({marks}) GROUP BY originator_id", chunk,
                     )
-                    found.update(UUID(row["originator_id"]) for row in cursor.fetchall())
+                    found.update(
+                        (UUID(row["originator_id"]), row["version"]) for row in cursor.fetchall()
+                    )
             return found
 
         return sqlite
-    return lambda ids: {i for i in ids if i in ledger.repository}
+    return ledger.stored_versions_one_by_one
 
 
 def open_store(

@@ -5,13 +5,17 @@ One code path, two transports: the Kafka consumer and `ledger ingest` both hand 
 protocol, per batch:
   1. skip items at or before the stored position of their source (a resumed run);
   2. apply each message through its handler; a message whose event id was applied before
-     is skipped; a message the rules or the schema refuse is recorded with its reason and
-     changes nothing else; every event a message caused is stamped with the message's
-     business time (ledger/domain/business_time.py);
+     is skipped; a message the rules or the schema refuse is undone in place and recorded
+     with its reason, and changes nothing else; every event a message caused is stamped
+     with the message's business time (ledger/domain/business_time.py);
   3. write every new aggregate event, the outbound commands they caused, and the source's
      new position in ONE transaction (eventsourcing's process recorder);
   4. only then may the transport acknowledge (Kafka offsets are advisory: the database owns
      the position).
+Between batches the process keeps the aggregates it wrote (ledger/held_aggregates.py); what
+a batch took from them is checked against the store in one query before step 3, and a
+batch that meets another writer (a stale aggregate, or a version conflict at the insert) is
+applied again from the store.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError, Tracking
 from eventsourcing.projection import EventSourcedProjection
 
-from ledger.batch import Batch, BatchResult, Inbound
+from ledger.batch import Batch, BatchResult, Inbound, StaleRead
 from ledger.domain.configuration import EffectiveDated
 from ledger.domain.driver_account import DriverAccount
 from ledger.domain.errors import HandlerFailed, InvalidInput, LedgerError, RuleViolation
@@ -39,25 +43,32 @@ from ledger.domain.inbox import (
     Refusal,
 )
 from ledger.domain.invoice import InvoiceSeries
+from ledger.domain.outbox import OutboundCommand
 from ledger.domain.schedule import Schedule
 from ledger.domain.text import printable, storable
 from ledger.domain.wallet import Wallet
 from ledger.handlers import HANDLERS
-from ledger.limits import BATCH_CONFLICT_RETRIES_MAX, DEAD_LETTER_FIELD_CHARS_MAX
+from ledger.held_aggregates import HeldAggregates
+from ledger.limits import (
+    BATCH_CONFLICT_RETRIES_MAX,
+    DEAD_LETTER_FIELD_CHARS_MAX,
+    HELD_AGGREGATES_MAX,
+)
 from ledger.messages import Envelope
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Batch], None]
-ExistingIds = Callable[[Sequence[UUID]], set[UUID]]
+# The stored version of each of some aggregate ids (absent ids left out), in one query.
+StoredVersions = Callable[[Sequence[UUID]], dict[UUID, int]]
+# Markers written once and read again only for a duplicate: not worth a place in memory.
+WRITTEN_ONCE = (ProcessedMessage, OutboundCommand, DeadLetter, Refusal)
 
 
 class Ledger(EventSourcedProjection[UUID]):
     """All billing aggregates of every tenant, and the use cases that change them."""
 
     name = "ledger"
-    # Aggregate cache: a batch re-reads the same sessions and wallets many times.
-    env = {"AGGREGATE_CACHE_MAXSIZE": "10000"}
     # Long-lived aggregates are snapshotted so a cold start never replays years of events.
     snapshotting_intervals = {
         Schedule: 200, InvoiceSeries: 200, Wallet: 200, EffectiveDated: 100, DriverAccount: 100,
@@ -66,12 +77,25 @@ class Ledger(EventSourcedProjection[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._handlers: dict[type[Envelope], Handler] = dict(HANDLERS)
-        self._existing_ids: ExistingIds | None = None
+        # Sessions, wallets, configuration and absent ids between batches: a batch reads
+        # from the store only what this process does not hold (ledger/held_aggregates.py).
+        self._held = HeldAggregates(HELD_AGGREGATES_MAX)
+        self._stored_versions: StoredVersions = self.stored_versions_one_by_one
+        # Batches applied again because another writer got there first (`ledger bench`).
+        self.batches_retried = 0
 
-    def use_existing_ids(self, probe: ExistingIds) -> None:
-        """Answer "which of these aggregates exist?" in one query per batch (the store's
-        adapter knows how); without it, every new message's duplicate check is a read."""
-        self._existing_ids = probe
+    def use_stored_versions(self, probe: StoredVersions) -> None:
+        """Answer "which version of these aggregates does the store hold?" in one query per
+        batch (the store's adapter knows how); without it, one read per id."""
+        self._stored_versions = probe
+
+    def stored_versions_one_by_one(self, ids: Sequence[UUID]) -> dict[UUID, int]:
+        versions: dict[UUID, int] = {}
+        for aggregate_id in ids:
+            last = self.recorder.select_events(aggregate_id, desc=True, limit=1)
+            if last:
+                versions[aggregate_id] = last[0].originator_version
+        return versions
 
     # ------------------------------------------------------------------ ingestion
     def position(self, source: str) -> int | None:
@@ -87,18 +111,22 @@ class Ledger(EventSourcedProjection[UUID]):
         assert all(a.position < b.position for a, b in itertools.pairwise(items)), (
             "positions grow within a batch"
         )
-        for _attempt in range(BATCH_CONFLICT_RETRIES_MAX):
+        for attempt in range(BATCH_CONFLICT_RETRIES_MAX):
             stored = self.position(source)
             fresh = [i for i in items if stored is None or i.position > stored]
             if not fresh:
                 return BatchResult(skipped_before_position=len(items))
             try:
-                result = self._apply_until_clean(fresh)
-            except IntegrityError:
+                # The first attempt trusts what this process holds and assumes new commands
+                # are new; a retry reads everything from the store, as the first attempt
+                # would have had it nothing in memory.
+                result = self._apply_once(fresh, optimistic=attempt == 0)
+            except (IntegrityError, StaleRead):
                 # Either another run recorded this position first (then we are done), or
                 # another writer changed an aggregate we read: re-read and apply again.
                 if self.recorder.has_tracking_id(source, items[-1].position):
                     return BatchResult(skipped_before_position=len(items))
+                self.batches_retried += 1
                 continue
             result.skipped_before_position = len(items) - len(fresh)
             return result
@@ -106,38 +134,32 @@ class Ledger(EventSourcedProjection[UUID]):
             f"batch of {source} up to {items[-1].position} kept conflicting with other writers"
         )
 
-    def _apply_until_clean(self, items: Sequence[Inbound]) -> BatchResult:
-        """Apply the batch; when a message is refused half-way, start the batch again.
-
-        Handlers check before they change, but if a rule fails after a change, the whole
-        batch is rebuilt from the store with that message marked refused, so a refused
-        message never leaves a trace beyond its reason. Bounded by the batch size.
-        """
-        refused: dict[int, LedgerError] = {}
-        for _round in range(len(items) + 1):
-            try:
-                return self._apply_once(items, refused)
-            except _Refused as restart:
-                refused[restart.position] = restart.error
-        raise AssertionError("unreachable: each round refuses one more message")
-
-    def _apply_once(
-        self, items: Sequence[Inbound], refused: dict[int, LedgerError]
-    ) -> BatchResult:
+    def _apply_once(self, items: Sequence[Inbound], *, optimistic: bool) -> BatchResult:
+        """Apply each message in turn; one the rules refuse, or whose handler fails, is undone
+        in place (`Batch.undo_message`) and recorded with its reason, so a refused message
+        never leaves a trace beyond its reason and its neighbours are applied once."""
         result = BatchResult()
-        batch = Batch(self._stored, self._absent_processed_ids(items))
+        batch = Batch(
+            self._stored, self._absent_processed_ids(items),
+            self._held if optimistic else None, assume_new_commands=optimistic,
+        )
         for item in items:
-            refusal = refused.get(item.position)
+            batch.begin_message()
+            refusal: LedgerError | None = None
             try:
-                outcome = self._apply_item(item, batch, refusal)
-            except (_Refused, PersistenceError):
-                raise  # PersistenceError: the store, not the message; the batch is retried
+                outcome = self._apply_item(item, batch, None)
+            except PersistenceError:
+                raise  # the store, not the message: the batch is retried
+            except _Refused as refused:
+                refusal = refused.error
             except Exception as exc:
                 # A bug or an unforeseen value: this one message is dead-lettered with the
-                # error, the batch restarts without its effects, and the partition moves on.
+                # error, without its effects, and the partition moves on.
                 log.exception("applying %s:%s failed", item.source, item.position)
-                failed = HandlerFailed(f"handler failed: {type(exc).__name__}: {exc}")
-                raise _Refused(item.position, failed) from exc
+                refusal = HandlerFailed(f"handler failed: {type(exc).__name__}: {exc}")
+            if refusal is not None:
+                batch.undo_message()
+                outcome = self._apply_item(item, batch, refusal)
             # Every event this item caused carries the business time of its message.
             batch.stamp_business_time(
                 item.message.business_time() if item.message is not None else None
@@ -148,6 +170,7 @@ class Ledger(EventSourcedProjection[UUID]):
             if isinstance(refusal, HandlerFailed):
                 result.handler_failures += 1
             setattr(result, outcome, getattr(result, outcome) + 1)
+        self._check_held(batch)
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(
             Tracking(items[-1].source, items[-1].position)
         )
@@ -156,7 +179,22 @@ class Ledger(EventSourcedProjection[UUID]):
         result.commands_issued = batch.commands_issued
         self._record(processing_event)
         self._take_snapshots(processing_event)
+        self._held.hold(
+            a for a in batch.aggregates() if not isinstance(a, WRITTEN_ONCE)
+        )
+        self._held.hold_absent(batch.found_absent())
         return result
+
+    def _check_held(self, batch: Batch) -> None:
+        """What the batch took from memory must still be what the store holds."""
+        if not batch.held_versions:
+            return
+        ids = list(batch.held_versions)
+        stored = self._stored_versions(ids)
+        stale = [i for i in ids if stored.get(i, 0) != batch.held_versions[i]]
+        if stale:
+            self._held.forget(stale)
+            raise StaleRead(f"{len(stale)} aggregate(s) changed in the store by another writer")
 
     def _stored(self, aggregate_id: UUID) -> Aggregate | None:
         try:
@@ -165,20 +203,18 @@ class Ledger(EventSourcedProjection[UUID]):
             return None
 
     def _absent_processed_ids(self, items: Sequence[Inbound]) -> frozenset[UUID]:
-        if self._existing_ids is None:
-            return frozenset()
         ids = [
             ProcessedMessage.create_id(i.message.tenant_id, i.message.event_id)
             for i in items if i.message is not None
         ]
-        return frozenset(ids) - self._existing_ids(ids)
+        return frozenset(ids) - self._stored_versions(ids).keys()
 
     def _apply_item(self, item: Inbound, batch: Batch, refusal: LedgerError | None) -> str:
         message = item.message
         if message is None:
             self._dead_letter(item, item.error or "undecodable", batch)
             return "dead_lettered"
-        if isinstance(refusal, HandlerFailed):  # failed in an earlier round: not again
+        if isinstance(refusal, HandlerFailed):  # failed and undone: not again
             self._dead_letter(item, str(refusal), batch)
             return "dead_lettered"
         processed_id = ProcessedMessage.create_id(message.tenant_id, message.event_id)
@@ -245,7 +281,7 @@ def _bounded_text(text: str | None) -> str | None:
 
 
 class _Refused(Exception):
-    """Internal: restart the batch with the message at `position` refused."""
+    """Internal: the handler refused the message at `position`; it is undone and recorded."""
 
     def __init__(self, position: int, error: LedgerError) -> None:
         super().__init__(str(error))

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.business_time import stamp_business_time
 from ledger.domain.outbox import OutboundCommand
+from ledger.held_aggregates import Held, HeldAggregates
 from ledger.messages import Envelope
 
 A = TypeVar("A", bound=Aggregate)
@@ -54,11 +55,21 @@ class BatchResult:
     conflicts: int = 0
 
 
+class StaleRead(Exception):
+    """What the batch took from the process's memory was changed in the store meanwhile
+    (another process wrote it): the batch is applied again from the store."""
+
+
 class Batch:
     """The aggregates one batch reads and changes, collected into one transaction."""
 
     def __init__(
-        self, stored: StoredAggregate, known_absent: frozenset[UUID] = frozenset()
+        self,
+        stored: StoredAggregate,
+        known_absent: frozenset[UUID] = frozenset(),
+        held: HeldAggregates | None = None,
+        *,
+        assume_new_commands: bool = False,
     ) -> None:
         self._stored = stored
         # Ids the store was asked about in bulk and does not hold: no read needed for them.
@@ -67,6 +78,14 @@ class Batch:
         # updates ask for the same missing aggregates (held session credit, a pool not yet
         # opened) again and again; one read per batch is enough.
         self._found_absent: set[UUID] = set()
+        # What this process held from earlier batches, and what of it this batch took (the
+        # version it had, 0 for "absent"): checked against the store before the write.
+        self._held = held
+        self.held_versions: dict[UUID, int] = {}
+        # An outbound command's id comes from its cause, which this batch is applying for
+        # the first time: it is not read, and if the store holds it after all, the insert
+        # conflicts and the batch is applied again with this off.
+        self._assume_new_commands = assume_new_commands
         self._touched: dict[UUID, Aggregate] = {}
         self._order: list[UUID] = []
         self.commands_issued = 0
@@ -74,20 +93,38 @@ class Batch:
         # of each aggregate's pending events are stamped already.
         self._since_stamp: set[UUID] = set()
         self._stamped: dict[UUID, int] = {}
+        # Undo marks of the message being applied: see begin_message / undo_message.
+        self._mark_order = 0
+        self._mark_commands = 0
+        self._mark_pending: dict[UUID, int] = {}
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        found = self._touched.get(aggregate_id)
+        found: Held | None = self._touched.get(aggregate_id)
         if found is None:
             if aggregate_id in self._known_absent or aggregate_id in self._found_absent:
                 return None
-            found = self._stored(aggregate_id)
-            if found is None:
+            held = self._take_held(aggregate_id)
+            found = self._stored(aggregate_id) if held is None else held
+            if not isinstance(found, Aggregate):  # None, or held as ABSENT
                 self._found_absent.add(aggregate_id)  # an add() later is found first
                 return None
             self._remember(found)
         assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
         self._since_stamp.add(aggregate_id)
+        if aggregate_id not in self._mark_pending:
+            self._mark_pending[aggregate_id] = len(found.pending_events)
         return found
+
+    def _take_held(self, aggregate_id: UUID) -> Held | None:
+        """What this process holds (ABSENT included), noting the version it had."""
+        if self._held is None:
+            return None
+        held = self._held.take(aggregate_id)
+        if held is not None:
+            self.held_versions[aggregate_id] = (
+                held.version if isinstance(held, Aggregate) else 0
+            )
+        return held
 
     def add(self, aggregate: Aggregate) -> None:
         """Track a newly created aggregate so its events are saved with the batch."""
@@ -101,7 +138,13 @@ class Batch:
         each id it issues in this same transaction, e.g. a session's cost-update sequence),
         so the store need not be asked; one read per command was a third of their cost."""
         command_aggregate_id = OutboundCommand.create_id(command.tenant_id, command.event_id)
-        if not new and self.get(OutboundCommand, command_aggregate_id) is not None:
+        if new:
+            issued_before = False
+        elif self._assume_new_commands:
+            issued_before = command_aggregate_id in self._touched
+        else:
+            issued_before = self.get(OutboundCommand, command_aggregate_id) is not None
+        if issued_before:
             return  # the same cause issued it already: never twice, never under a new id
         self.add(
             OutboundCommand(
@@ -123,7 +166,10 @@ class Batch:
         `get` or `add`, so the aggregates handed out since the last stamp hold all of the
         item's events; each event is visited once per batch."""
         for aggregate_id in self._since_stamp:
-            pending = self._touched[aggregate_id].pending_events
+            aggregate = self._touched.get(aggregate_id)
+            if aggregate is None:
+                continue  # created by a message that was undone: nothing of it is written
+            pending = aggregate.pending_events
             done = self._stamped.get(aggregate_id, 0)
             if at is not None:
                 for pending_event in pending[done:]:
@@ -131,6 +177,45 @@ class Batch:
             self._stamped[aggregate_id] = len(pending)
         self._since_stamp.clear()
 
+    # ------------------------------------------------------------------ one message
+    def begin_message(self) -> None:
+        """Mark where the next message starts, so `undo_message` can take it back."""
+        self._mark_order = len(self._order)
+        self._mark_commands = self.commands_issued
+        self._mark_pending = {}
+
+    def undo_message(self) -> None:
+        """Take back every change of the message since `begin_message` (it was refused or
+        failed half-way): what it created or first read is dropped from the batch (read
+        again if a later message needs it), and an aggregate that earlier messages had and
+        this one changed is read from the store again and given back the events the earlier
+        messages added to it. Rare, so a read per changed aggregate is fine."""
+        created = self._order[self._mark_order:]
+        del self._order[self._mark_order:]
+        for aggregate_id in created:
+            del self._touched[aggregate_id]
+        for aggregate_id, pending_before in self._mark_pending.items():
+            aggregate = self._touched.get(aggregate_id)
+            if aggregate is None or len(aggregate.pending_events) == pending_before:
+                continue
+            self._touched[aggregate_id] = self._rebuilt(
+                aggregate, aggregate.pending_events[:pending_before]
+            )
+        self.commands_issued = self._mark_commands
+        self.begin_message()
+
+    def _rebuilt(self, changed: Aggregate, kept: list[Any]) -> Aggregate:
+        aggregate: Aggregate | None = self._stored(changed.id)
+        taken_at = changed.version - len(changed.pending_events)  # 0: created by the batch
+        if (aggregate.version if aggregate else 0) != taken_at:
+            raise StaleRead(f"{changed.id} changed in the store during the batch")
+        for pending in kept:
+            aggregate = pending.mutate(aggregate)
+        assert aggregate is not None
+        aggregate._pending_events = list(kept)  # eventsourcing keeps them in this list
+        return aggregate
+
+    # ------------------------------------------------------------------ after the write
     def _remember(self, aggregate: Aggregate) -> None:
         self._since_stamp.add(aggregate.id)
         if aggregate.id not in self._touched:
@@ -141,6 +226,9 @@ class Batch:
         for aggregate_id in self._order:
             yield self._touched[aggregate_id]
 
+    def found_absent(self) -> set[UUID]:
+        """Ids found absent that the batch did not create either: still absent once written."""
+        return self._found_absent - self._touched.keys()
 
 
-__all__ = ["Batch", "BatchResult", "Inbound", "StoredAggregate"]
+__all__ = ["Batch", "BatchResult", "Inbound", "StaleRead", "StoredAggregate"]

@@ -98,3 +98,8 @@ assert AMOUNT_MAJOR_MAX < 10**DECIMAL_INTEGER_DIGITS_MAX
 # record size bounds it, and redrive needs it); its key, type header and reason are kept up
 # to this many characters (a key or a reason longer than this is garbage, kept recognisable).
 DEAD_LETTER_FIELD_CHARS_MAX = 1_000
+
+# Aggregates (and known-absent ids) one ledger process keeps between batches: the live
+# sessions, wallets, pools and configuration of a busy operator fit many times over; each
+# costs a few kB, so the bound keeps a long-running consumer's memory flat.
+HELD_AGGREGATES_MAX = 10_000

@@ -8,7 +8,7 @@ raw kafka-python read of the same topics, in the same run.
    benchmarks/stack.py), started and joined before the clock starts; the clock stops when
    the whole pipeline is quiet: every inbound record (the published day and every PSP answer)
    applied, every PSP command answered, the outbox relayed and the read models at the end of
-   the log, twice in a row.
+   the log, twice in a row (the clock stops at the first of the two).
 3. Then a group-less kafka-python consumer reads the same inbound records, bytes only.
 The ratio is ledger msgs/s over raw msgs/s; the peak RSS of `ledger consume` is kept for
 `rss_growth_ratio`.
@@ -99,9 +99,9 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
                 producer.close()
             # psp.results also carries the day's terminal authorizations, published above.
             not_answers = sum(1 for m in messages if topic_of(m) == topic_of(PaymentResult))
-            _wait(stack, _quiet_check(settings, ledger, not_answers), DAY_DEADLINE_S,
-                  "the day applied")
-            ledger_seconds = time.perf_counter() - started_s
+            quiet = _QuietCheck(settings, ledger, not_answers)
+            _wait(stack, quiet, DAY_DEADLINE_S, "the day applied")
+            ledger_seconds = quiet.quiet_since_s - started_s
             peak_rss_kb = stack.peak_rss_kb("consume")
             # The day's records only: the stop latency below publishes more.
             inbound = settings.inbound_topics()
@@ -146,20 +146,28 @@ def _wait(stack: Stack, condition: Callable[[], bool], deadline_s: float, what: 
         time.sleep(QUIET_CHECK_INTERVAL_S / 4)
 
 
-def _quiet_check(settings: Settings, ledger: Ledger, not_answers: int) -> Callable[[], bool]:
-    quiet_in_a_row = 0
-    last_check_s = 0.0
+class _QuietCheck:
+    """Done when the pipeline is quiet QUIET_CHECKS checks in a row; the day ended at the
+    first of them (the later ones only confirm it), so the confirming wait is not timed."""
 
-    def check() -> bool:
-        nonlocal quiet_in_a_row, last_check_s
-        if time.monotonic() - last_check_s < QUIET_CHECK_INTERVAL_S:
+    def __init__(self, settings: Settings, ledger: Ledger, not_answers: int) -> None:
+        self._settings, self._ledger, self._not_answers = settings, ledger, not_answers
+        self._quiet_in_a_row = 0
+        self._last_check_s = 0.0
+        self.quiet_since_s = 0.0  # time.perf_counter() of the streak's first quiet check
+
+    def __call__(self) -> bool:
+        if time.monotonic() - self._last_check_s < QUIET_CHECK_INTERVAL_S:
             return False
-        last_check_s = time.monotonic()
-        quiet = _pipeline_quiet(settings, ledger, not_answers)
-        quiet_in_a_row = quiet_in_a_row + 1 if quiet else 0
-        return quiet_in_a_row >= QUIET_CHECKS
-
-    return check
+        self._last_check_s = time.monotonic()
+        checked_s = time.perf_counter()
+        if not _pipeline_quiet(self._settings, self._ledger, self._not_answers):
+            self._quiet_in_a_row = 0
+            return False
+        if self._quiet_in_a_row == 0:
+            self.quiet_since_s = checked_s
+        self._quiet_in_a_row += 1
+        return self._quiet_in_a_row >= QUIET_CHECKS
 
 
 def _records_of(topic: str, ends: dict[str, int]) -> int:

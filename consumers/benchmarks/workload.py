@@ -16,7 +16,8 @@ $KAFKA_BOOTSTRAP_SERVERS (fresh topics per run). The measures and their baseline
 - stop_latency_p50_ms / _p99_ms: meter update over a hold's limit -> stop readable on Kafka
   (consumers/benchmarks/stop_latency.py);
 - rss_growth_ratio: peak RSS of `ledger consume` at N sessions over N/10;
-- hot_pool_ratio: null, not measured yet (HOT_POOL_NOTE).
+- hot_pool_ratio: the day with every driver on one partner's pool over the same day with a
+  pool per driver, two ledger writers at once (consumers/benchmarks/hot_pool.py).
 Every ratio is "ledger speed over raw speed" (1.0: as fast as the raw baseline).
 """
 
@@ -39,6 +40,7 @@ from psycopg import sql
 
 from consumers import kafka_clients
 from consumers.benchmarks.day import DayRun, day_messages, run_day
+from consumers.benchmarks.hot_pool import run_hot_pool
 from consumers.benchmarks.store_paths import run_store_paths
 from consumers.cli import CliError
 from consumers.commands.topics import create_topics
@@ -50,9 +52,6 @@ SERVICES_HINT = ("`ledger bench` starts no services; start them first, e.g. "
 # A local server answers a connection in milliseconds; a missing one must not hang the bench.
 SERVICE_CONNECT_TIMEOUT_S = 5
 TOPIC_PARTITIONS = 3
-HOT_POOL_NOTE = ("not measured yet: corporate partner pools landed while this bench was built;"
-                 " to come: the same day with every session on one partner's pool over the"
-                 " same load spread over many pools, with two consume members")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +99,8 @@ def run_workload(args: argparse.Namespace) -> int:
         lines, _messages = day_messages(size.sessions)
         with scratch_database(store_url) as url:
             store = run_store_paths(url, lines, work_dir)
+        with scratch_database(store_url) as hot_url, scratch_database(store_url) as spread_url:
+            hot_pool = run_hot_pool(hot_url, spread_url, lines, work_dir / "hot-pool")
     stop = day.stop_latency
     result: dict[str, Any] = {
         "size": args.size, "sessions": size.sessions,
@@ -113,10 +114,9 @@ def run_workload(args: argparse.Namespace) -> int:
         "stop_latency_p99_ms": None if stop is None else stop.p99_ms,
         "rss_growth_ratio": (None if small_day is None else
                              _ratio(day.consume_peak_rss_kb, small_day.consume_peak_rss_kb)),
-        "hot_pool_ratio": None,
-        "notes": {"hot_pool_ratio": HOT_POOL_NOTE,
-                  **({"rss_growth_ratio": RSS_NOTE} if small_day is None else {})},
-        "details": {"day": asdict(day), "store": asdict(store),
+        "hot_pool_ratio": hot_pool.hot_pool_ratio,
+        "notes": {"rss_growth_ratio": RSS_NOTE} if small_day is None else {},
+        "details": {"day": asdict(day), "store": asdict(store), "hot_pool": asdict(hot_pool),
                     "tenth_day": None if small_day is None else asdict(small_day)},
         "seconds": round(time.monotonic() - started_s, 1),
     }

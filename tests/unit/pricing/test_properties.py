@@ -20,14 +20,19 @@ from ledger.domain.charging_periods import (
     MeterSample,
     SessionMeter,
     fold_charging_periods,
+    running_cost,
 )
+from ledger.domain.errors import InvalidCdr, InvalidTariff
 from ledger.domain.pricing import (
     ZERO_COST,
     ChargingPeriod,
+    Cost,
     PeriodKind,
     SessionPrice,
     price_session,
 )
+from ledger.domain.session import ChargingSession
+from ledger.domain.session_cost import full_meter, session_meter
 from ledger.domain.tariff import Tariff, parse_tariff
 from tests.unit.pricing.builders import BERLIN, component, element, tariff, utc
 from tests.unit.pricing.ocpi_data import peer_tariff_files, spec_vectors
@@ -350,3 +355,43 @@ def test_folding_the_same_readings_in_any_arrival_order_gives_the_same_cdr(
         incremental.timeline()  # as running_cost would: extend where it can
     assert incremental == in_order
     assert _cdr(incremental, t) == _cdr(in_order, t)
+
+
+def _reading_record(reading: MeterReading) -> dict[str, Any]:
+    """A reading as ChargingSession records it (ledger/handlers/sessions.py reading_of)."""
+    return {
+        "seq_no": reading.seq_no, "event_type": reading.event_type.value,
+        "timestamp": reading.timestamp,
+        "charging_state": None if reading.charging_state is None else reading.charging_state.value,
+        "samples": [{"timestamp": s.timestamp, "energy_wh": s.energy_register_wh,
+                     "power_w": s.power_w, "current_a": s.current_a} for s in reading.samples],
+    }
+
+
+def _outcome(t: Tariff, meter: SessionMeter, now: datetime) -> Cost | str:
+    try:
+        return running_cost(t, meter, BERLIN, now)
+    except (InvalidCdr, InvalidTariff) as exc:  # both ways must refuse alike
+        return f"{type(exc).__name__}: {exc}"
+
+
+@given(t=st.sampled_from(TARIFFS), readings=ocpp_sessions(), data=st.data())
+def test_the_running_cost_kept_per_session_equals_a_full_repricing_after_every_update(
+    t: Tariff, readings: list[MeterReading], data: st.DataObject
+) -> None:
+    """The meter a live session keeps between its updates (session_cost.session_meter) gives
+    the running cost of a meter built from every reading at once, after each update, for every
+    tariff of the OCPI test data, readings arriving in any order, retries included."""
+    arrival = data.draw(
+        st.permutations(readings + data.draw(st.lists(st.sampled_from(readings), max_size=3)))
+    )
+    session = ChargingSession(tenant_id="t1", transaction_id="tx", location_id="L1",
+                              charge_point_id="CP1")
+    for reading in arrival:
+        if session.has_seq_no(reading.seq_no):
+            continue  # the handler ignores a retry before it reaches the meter
+        session.record_reading(_reading_record(reading))
+        now = max(r.timestamp for r in readings) + timedelta(minutes=data.draw(st.integers(0, 90)))
+        kept = session_meter(session)
+        assert kept == full_meter(session)
+        assert _outcome(t, kept, now) == _outcome(t, full_meter(session), now)
