@@ -34,10 +34,10 @@ SESSION_SETTLE_GRACE_MINUTES = 15
 
 # A message whose prerequisite (its tenant, driver, location, tariff, the request a PSP result
 # answers...) has not arrived is parked, and applied without it (dead-lettered or refused,
-# as before parking) once its tenant's event time is this far past its own. Kafka's skew
-# between topics is seconds to minutes in normal running; a quarter of an hour also covers a
-# consumer catching up topics at different speeds, and matches the settle grace: a session
-# is not kept unbilled for longer than a missing seqNo would keep it.
+# as before parking) once its tenant's clock (ClockTicked) is this far past its own time.
+# Kafka's skew between topics is seconds to minutes in normal running; a quarter of an hour
+# leaves room for a slow partition, and matches the settle grace: a session is not kept
+# unbilled for longer than a missing seqNo would keep it.
 PARKED_WAIT_MINUTES = 15
 
 # A long-running process that loses its database (restart, too many connections) probes it

@@ -10,10 +10,14 @@ message in the `ParkingLot`, in the batch's own transaction. Per batch:
     releases the lanes waiting for it: their messages are applied again, in order, in the
     same transaction (and may release others in turn);
   - the bounded wait: a lane's first message whose prerequisite has not come when the
-    tenant's event time (the `occurred_at` of a message of that tenant applied on arrival;
-    for a message waiting for its tenant, of any tenant) is more than `PARKED_WAIT` past its
-    own `occurred_at` is applied without waiting (`deciding_now`): it is dead-lettered or
-    refused as before parking existed, with what it waited for in the reason.
+    tenant's clock (a ClockTicked of that tenant; for a message waiting for its tenant, of
+    any tenant) is more than `PARKED_WAIT` past its own `occurred_at` is applied without
+    waiting (`deciding_now`): it is dead-lettered or refused as before parking existed,
+    with what it waited for in the reason.
+Why the clock and not the time of any message: the clock is the ledger's event time already
+(retries, the settle grace, cycles run on it), and it is one topic. Other topics' times run
+ahead of each other when a consumer catches up one topic faster than another: a PSP
+result hours "early" must not give up on the retry command a later tick will issue.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ledger.handlers.config import CONFIG_KINDS
 from ledger.handlers.prerequisites import awaited_key
 from ledger.limits import PARKED_WAIT_MINUTES
 from ledger.messages import (
+    ClockTicked,
     Configuration,
     DebtPaymentReceived,
     DriverConfigured,
@@ -115,14 +120,14 @@ class Parking:
     # ------------------------------------------------------------ after a message applied
     def settle(self, message: Envelope, issued_commands: bool, apply: ApplyReleased,
                ) -> tuple[int, int]:
-        """`message` was applied on arrival: apply what it released and what its event time
-        expired, then what those released, until nothing more moves. Returns how many
+        """`message` was applied on arrival: apply what it released and (a tick) what its
+        time expired, then what those released, until nothing more moves. Returns how many
         parked messages left the lot (released, expired)."""
         if self._lot() is None:
             return 0, 0
         released = expired = 0
         work: list[tuple[Envelope, bool]] = [(message, issued_commands)]
-        expiring: Envelope | None = message
+        expiring = message if isinstance(message, ClockTicked) else None
         while work or expiring is not None:
             if expiring is not None:
                 releases = self._expired_by(expiring)
@@ -174,11 +179,11 @@ class Parking:
                 waiting.append(head)
         return self._take(waiting, lot, expired=False)
 
-    def _expired_by(self, message: Envelope) -> list[Release]:
+    def _expired_by(self, message: ClockTicked) -> list[Release]:
         lot = self._lot()
         if lot is None or not lot.entries:
             return []
-        now = message.occurred_at
+        now = message.now
         over = [
             head for head in lot.heads()
             if (head["tenant_id"] == message.tenant_id
