@@ -170,20 +170,24 @@ def test_a_copy_of_a_parked_message_is_a_duplicate() -> None:
 
 
 # ---------------------------------------------------------------- any interleaving of topics
-def day() -> list[Envelope]:
+def day(terminal_first: bool = False) -> list[Envelope]:
     """Configuration, three sessions (two drivers, a payment terminal) and the PSP's
     answers, in the order a live system would publish them.
 
-    The terminal's session comes last: its TerminalAuthorized is on `psp.results`, and a
-    session released after the others would take a later receipt number (documents are
-    numbered in the order they are issued), which no interleaving can keep."""
+    Receipts are numbered in the order sessions settle, so the day is one where every
+    order considered settles the sessions in the file's order: the terminal's session last
+    for any interleaving (its TerminalAuthorized is on `psp.results`, which may come after
+    everything), or first when the answers come first and the configuration last (released
+    by their location, in arrival order, before the drivers' sessions their drivers)."""
     config = configuration(driver("a", "post_paid"), driver("b", "post_paid"),
                            location("L2"))
+    terminal_session = session_events("tx-t", None, "4", start=T0 + timedelta(minutes=10),
+                                      terminal_reference="TR1")
     sessions = [
+        *(terminal_session if terminal_first else []),
         *session_events("tx-a", "a", "10"),
         *session_events("tx-b", "b", "7", start=T0 + timedelta(minutes=5)),
-        *session_events("tx-t", None, "4", start=T0 + timedelta(minutes=10),
-                        terminal_reference="TR1"),
+        *([] if terminal_first else terminal_session),
     ]
     terminal = terminal_authorized("TR1", "30.00", at=T0 - timedelta(minutes=1))
     live = KafkaLikeDriver()
