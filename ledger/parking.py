@@ -129,12 +129,13 @@ class Parking:
         work: list[tuple[Envelope, bool]] = [(message, issued_commands)]
         expiring = message if isinstance(message, ClockTicked) else None
         while work or expiring is not None:
-            if expiring is not None:
-                releases = self._expired_by(expiring)
-                expiring = None
-            else:
+            if work:  # what arrived first: a tick's own commands may be awaited
                 applied, issued = work.pop(0)
                 releases = self._released_by(applied, issued)
+            else:
+                assert expiring is not None
+                releases = self._expired_by(expiring)
+                expiring = None
             for release in releases:
                 outcome, issued = apply(release)
                 if outcome == "parked":
