@@ -282,7 +282,8 @@ class ConsumerLoop:
             first_offset=records[0].offset, last_offset=records[-1].offset,
             records=len(records), applied=result.applied, duplicates=result.duplicates,
             dead_lettered=result.dead_lettered, handler_failures=result.handler_failures,
-            conflicts=result.conflicts, refused=result.refused,
+            conflicts=result.conflicts, refused=result.refused, parked=result.parked,
+            unparked=result.unparked, expired=result.expired,
             skipped=result.skipped_before_position, commands_issued=result.commands_issued,
             new_events=result.new_events, seconds=round(seconds, 4),
         )
@@ -297,6 +298,9 @@ class ConsumerLoop:
         m.conflicting.labels(topic).inc(result.conflicts)
         m.refused.labels(topic).inc(result.refused)
         m.skipped.labels(topic).inc(result.skipped_before_position)
+        m.parked.labels(topic).inc(result.parked)
+        m.unparked.labels(topic).inc(result.unparked)
+        m.expired.labels(topic).inc(result.expired)
         m.batch_seconds.observe(seconds)
 
     def _commit_advisory(self, applied_up_to: Mapping[Any, int]) -> None:

@@ -15,6 +15,9 @@ Metrics (each process has its own registry, served on `--metrics-port` when it i
 | `evledger_messages_conflicting_total` (dead-lettered: id had another payload) | counter | topic |
 | `evledger_messages_refused_total` | counter | topic |
 | `evledger_messages_skipped_total` (at or before the stored position) | counter | topic |
+| `evledger_messages_parked_total` (waiting for what they need) | counter | topic |
+| `evledger_messages_unparked_total` (parked; what they needed came) | counter | topic |
+| `evledger_messages_expired_total` (parked; the bounded wait ran out) | counter | topic |
 | `evledger_consumer_lag_messages` (high watermark - next position) | gauge | topic, partition |
 | `evledger_batch_seconds` (decode + apply + commit of one partition batch) | histogram | |
 | `evledger_relay_published_total` | counter | topic |
@@ -116,6 +119,23 @@ class Metrics:
             "evledger_messages_skipped",
             "Records at or before the stored position of their partition (redelivered).",
             ["topic"], registry=r,
+        )
+        # Parked and unparked messages are counted under the topic of the batch they were
+        # parked or released in (a DriverConfigured on `config` releases sessions).
+        self.parked = Counter(
+            "evledger_messages_parked",
+            "Inbound messages parked until what they need (configuration, a driver, the"
+            " request a result answers) arrives (ledger/parking.py).", ["topic"], registry=r,
+        )
+        self.unparked = Counter(
+            "evledger_messages_unparked",
+            "Parked messages applied again because what they needed arrived.", ["topic"],
+            registry=r,
+        )
+        self.expired = Counter(
+            "evledger_messages_expired",
+            "Parked messages applied without what they needed after the bounded wait in"
+            " event time (dead-lettered or refused).", ["topic"], registry=r,
         )
         self.lag = Gauge(
             "evledger_consumer_lag_messages",

@@ -35,7 +35,13 @@ from eventsourcing.projection import EventSourcedProjection
 from ledger.batch import Batch, BatchResult, Inbound, StaleRead
 from ledger.domain.configuration import EffectiveDated
 from ledger.domain.driver_account import DriverAccount
-from ledger.domain.errors import HandlerFailed, InvalidInput, LedgerError, RuleViolation
+from ledger.domain.errors import (
+    HandlerFailed,
+    InvalidInput,
+    LedgerError,
+    PrerequisiteMissing,
+    RuleViolation,
+)
 from ledger.domain.inbox import (
     CONFLICT_REASON_PREFIX,
     DeadLetter,
@@ -44,17 +50,21 @@ from ledger.domain.inbox import (
 )
 from ledger.domain.invoice import InvoiceSeries
 from ledger.domain.outbox import OutboundCommand
+from ledger.domain.parking import ParkingLot
 from ledger.domain.schedule import Schedule
 from ledger.domain.text import printable, storable
 from ledger.domain.wallet import Wallet
 from ledger.handlers import HANDLERS
+from ledger.handlers.prerequisites import deciding_now
 from ledger.held_aggregates import HeldAggregates
 from ledger.limits import (
     BATCH_CONFLICT_RETRIES_MAX,
     DEAD_LETTER_FIELD_CHARS_MAX,
     HELD_AGGREGATES_MAX,
+    PARKED_WAIT_MINUTES,
 )
 from ledger.messages import Envelope
+from ledger.parking import Parking, Release
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +82,7 @@ class Ledger(EventSourcedProjection[UUID]):
     # Long-lived aggregates are snapshotted so a cold start never replays years of events.
     snapshotting_intervals = {
         Schedule: 200, InvoiceSeries: 200, Wallet: 200, EffectiveDated: 100, DriverAccount: 100,
+        ParkingLot: 100,
     }
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
@@ -134,6 +145,16 @@ class Ledger(EventSourcedProjection[UUID]):
             f"batch of {source} up to {items[-1].position} kept conflicting with other writers"
         )
 
+    def release_parked(self) -> BatchResult:
+        """Apply every parked message without waiting any longer, in one transaction: for the
+        end of an event file, after which nothing it waits for can come."""
+        for _attempt in range(BATCH_CONFLICT_RETRIES_MAX):
+            try:
+                return self._apply_once([], optimistic=False)
+            except (IntegrityError, StaleRead):
+                self.batches_retried += 1
+        raise RuntimeError("releasing the parked messages kept conflicting with other writers")
+
     def _apply_once(self, items: Sequence[Inbound], *, optimistic: bool) -> BatchResult:
         """Apply each message in turn; one the rules refuse, or whose handler fails, is undone
         in place (`Batch.undo_message`) and recorded with its reason, so a refused message
@@ -143,37 +164,23 @@ class Ledger(EventSourcedProjection[UUID]):
             self._stored, self._absent_processed_ids(items),
             self._held if optimistic else None, assume_new_commands=optimistic,
         )
+        parking = Parking(batch)
+
+        def apply_released(release: Release) -> tuple[str, bool]:
+            return self._apply_counted(release.inbound, batch, parking, result, release)
+
         for item in items:
-            batch.begin_message()
-            refusal: LedgerError | None = None
-            try:
-                outcome = self._apply_item(item, batch, None)
-            except PersistenceError:
-                raise  # the store, not the message: the batch is retried
-            except _Refused as refused:
-                refusal = refused.error
-            except Exception as exc:
-                # A bug or an unforeseen value: this one message is dead-lettered with the
-                # error, without its effects, and the partition moves on.
-                log.exception("applying %s:%s failed", item.source, item.position)
-                refusal = HandlerFailed(f"handler failed: {type(exc).__name__}: {exc}")
-            if refusal is not None:
-                batch.undo_message()
-                outcome = self._apply_item(item, batch, refusal)
-            # Every event this item caused carries the business time of its message.
-            batch.stamp_business_time(
-                item.message.business_time() if item.message is not None else None
-            )
-            if outcome == "conflicts":
-                result.conflicts += 1
-                outcome = "dead_lettered"
-            if isinstance(refusal, HandlerFailed):
-                result.handler_failures += 1
-            setattr(result, outcome, getattr(result, outcome) + 1)
+            outcome, issued = self._apply_counted(item, batch, parking, result, None)
+            if outcome in ("applied", "refused"):  # what it brings may release parked ones
+                assert item.message is not None
+                released, expired = parking.settle(item.message, issued, apply_released)
+                result.unparked += released
+                result.expired += expired
+        if not items:
+            result.expired += parking.expire_all(apply_released)
         self._check_held(batch)
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent(
-            Tracking(items[-1].source, items[-1].position)
-        )
+        tracking = Tracking(items[-1].source, items[-1].position) if items else None
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking)
         processing_event.collect_events(*batch.aggregates())
         result.new_events = len(processing_event.events)
         result.commands_issued = batch.commands_issued
@@ -184,6 +191,42 @@ class Ledger(EventSourcedProjection[UUID]):
         )
         self._held.hold_absent(batch.found_absent())
         return result
+
+    def _apply_counted(
+        self, item: Inbound, batch: Batch, parking: Parking, result: BatchResult,
+        release: Release | None,
+    ) -> tuple[str, bool]:
+        """Apply one message (an item, or a parked one released) and count its outcome;
+        returns the outcome and whether it issued commands."""
+        batch.begin_message()
+        issued_before = batch.commands_issued
+        refusal: LedgerError | None = None
+        try:
+            outcome = self._apply_item(item, batch, None, parking, release)
+        except PersistenceError:
+            raise  # the store, not the message: the batch is retried
+        except _Refused as refused:
+            refusal = refused.error
+        except Exception as exc:
+            # A bug or an unforeseen value: this one message is dead-lettered with the
+            # error, without its effects, and the partition moves on.
+            log.exception("applying %s:%s failed", item.source, item.position)
+            refusal = HandlerFailed(f"handler failed: {type(exc).__name__}: {exc}")
+        if refusal is not None:
+            batch.undo_message()
+            outcome = self._apply_item(item, batch, refusal, parking, release)
+        # Every event this item caused carries the business time of its message.
+        batch.stamp_business_time(
+            item.message.business_time() if item.message is not None else None
+        )
+        if outcome == "conflicts":
+            result.conflicts += 1
+            outcome = "dead_lettered"
+        if isinstance(refusal, HandlerFailed):
+            result.handler_failures += 1
+        if outcome != "parked" or release is None:  # parked again: counted when it came
+            setattr(result, outcome, getattr(result, outcome) + 1)
+        return outcome, batch.commands_issued > issued_before
 
     def _check_held(self, batch: Batch) -> None:
         """What the batch took from memory must still be what the store holds."""
@@ -209,7 +252,10 @@ class Ledger(EventSourcedProjection[UUID]):
         ]
         return frozenset(ids) - self._stored_versions(ids).keys()
 
-    def _apply_item(self, item: Inbound, batch: Batch, refusal: LedgerError | None) -> str:
+    def _apply_item(
+        self, item: Inbound, batch: Batch, refusal: LedgerError | None, parking: Parking,
+        release: Release | None,
+    ) -> str:
         message = item.message
         if message is None:
             self._dead_letter(item, item.error or "undecodable", batch)
@@ -228,27 +274,40 @@ class Ledger(EventSourcedProjection[UUID]):
                 f" payload sha256 {processed.payload_digest}; this copy has sha256 {digest}"
             ), batch)
             return "conflicts"  # dead-lettered, and counted as a conflict
+        if release is None and parking.holds(message):
+            return "duplicates"  # a copy of a message that is parked
         handler = self._handlers.get(type(message))
         if handler is None:
             refusal = InvalidInput(f"no handler for {message.type_name()}")
+        if refusal is None and parking.lane_waiting(item):
+            parking.park(item, None)  # behind its key's earlier messages: order is kept
+            return "parked"
+        waited = release.expired_waiting_for if release is not None else None
         if refusal is None:
             try:
                 assert handler is not None
-                handler(message, batch)
+                if waited is None:
+                    handler(message, batch)
+                else:
+                    with deciding_now():
+                        handler(message, batch)
             except LedgerError as exc:
                 raise _Refused(item.position, exc) from exc
             outcome = "applied"
+        elif isinstance(refusal, PrerequisiteMissing):
+            parking.park(item, refusal)
+            return "parked"
         elif isinstance(refusal, RuleViolation):
             batch.add(
                 Refusal(
                     tenant_id=message.tenant_id, event_id=message.event_id,
                     type_name=message.type_name(), subject=item.key or "",
-                    reason=str(refusal), at=message.occurred_at,
+                    reason=_after_waiting(str(refusal), waited), at=message.occurred_at,
                 )
             )
             outcome = "refused"
         else:
-            self._dead_letter(item, str(refusal), batch)
+            self._dead_letter(item, _after_waiting(str(refusal), waited), batch)
             # Not marked processed: once its cause is fixed (say, configuration that arrived
             # late), `ledger dead-letters redrive` can still apply it, exactly once.
             return "dead_lettered"
@@ -274,6 +333,12 @@ class Ledger(EventSourcedProjection[UUID]):
                 payload=storable(item.raw), received_at=received_at,
             )
         )
+
+
+def _after_waiting(reason: str, waited: str | None) -> str:
+    if waited is None:
+        return reason
+    return f"{reason} (parked {PARKED_WAIT_MINUTES} min of event time waiting for {waited})"
 
 
 def _bounded_text(text: str | None) -> str | None:

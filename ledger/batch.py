@@ -53,6 +53,12 @@ class BatchResult:
     # event id was applied before with a different payload (a conflict).
     handler_failures: int = 0
     conflicts: int = 0
+    # Parking (ledger/parking.py): parked on arrival; parked messages that left the lot
+    # because what they needed arrived (unparked) or their bounded wait ran out (expired);
+    # what became of those is counted in applied, refused, dead_lettered.
+    parked: int = 0
+    unparked: int = 0
+    expired: int = 0
 
 
 class StaleRead(Exception):

@@ -32,6 +32,14 @@ assert BATCH_CONFLICT_RETRIES_MAX >= 1
 # this long after its end (OCPP retries normally deliver within minutes).
 SESSION_SETTLE_GRACE_MINUTES = 15
 
+# A message whose prerequisite (its tenant, driver, location, tariff, the request a PSP result
+# answers...) has not arrived is parked, and applied without it (dead-lettered or refused,
+# as before parking) once its tenant's clock (ClockTicked) is this far past its own time.
+# Kafka's skew between topics is seconds to minutes in normal running; a quarter of an hour
+# leaves room for a slow partition, and matches the settle grace: a session is not kept
+# unbilled for longer than a missing seqNo would keep it.
+PARKED_WAIT_MINUTES = 15
+
 # A long-running process that loses its database (restart, too many connections) probes it
 # again after a wait that doubles from MIN (a restart is back within a second or two) up to
 # MAX (at most one log line and one connection attempt per MAX while it stays down, and a

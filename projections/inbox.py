@@ -1,5 +1,6 @@
-"""What came in and was not applied: dead letters (with their reason and the raw payload)
-and refusals (well-formed requests the billing rules refused, with the reason)."""
+"""What came in and was not applied: dead letters (with their reason and the raw payload),
+refusals (well-formed requests the billing rules refused, with the reason), and messages
+parked until what they need arrives."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger.domain.inbox import DeadLetter, Refusal
+from ledger.domain.parking import ParkingLot
 from ledger.domain.text import printable, storable
 from ledger.limits import BIGINT_MAX, DEAD_LETTER_FIELD_CHARS_MAX
 from projections.changes import RowChange, event_class
 from projections.identities import Identities
-from projections.sql import DEAD_LETTER_RECORDED, REFUSAL_RECORDED
+from projections.sql import (
+    DEAD_LETTER_RECORDED,
+    MESSAGE_PARKED,
+    PARKED_RELEASED,
+    REFUSAL_RECORDED,
+)
 from projections.values import ProjectionError, SqlValue, instant_text, optional_text
 
 # Dead-letter rows for events of the log the read models could not hold carry this source.
@@ -53,6 +60,33 @@ def refusal_recorded(event: Any, identities: Identities) -> list[RowChange]:
     ]
 
 
+def message_parked(event: Any, identities: Identities) -> list[RowChange]:
+    entry = event.entry
+    return [
+        RowChange(
+            MESSAGE_PARKED,
+            {
+                "source": str(entry["source"]),
+                "source_position": str(entry["position"]),
+                "tenant_id": str(entry["tenant_id"]),
+                "event_id": str(entry["event_id"]),
+                "type_name": str(entry["type_name"]),
+                "message_key": optional_text(entry["key"]),
+                "awaits": str(entry["awaits"]),
+                "reason": str(entry["reason"]),
+                "occurred_at": str(entry["occurred_at"]),
+            },
+        )
+    ]
+
+
+def parked_released(event: Any, identities: Identities) -> list[RowChange]:
+    return [
+        RowChange(PARKED_RELEASED, {"source": str(source), "source_position": str(position)})
+        for source, position in event.positions
+    ]
+
+
 def unprojectable(notification_id: int, event: Any, error: Exception) -> RowChange:
     """The dead-letter row of an event no read model could hold, with why."""
     tenant_id = getattr(event, "tenant_id", None)
@@ -90,4 +124,6 @@ def storable_change(change: RowChange) -> RowChange:
 HANDLERS: dict[type, Callable[[Any, Identities], list[RowChange]]] = {
     event_class(DeadLetter, "Recorded"): dead_letter_recorded,
     event_class(Refusal, "Refused"): refusal_recorded,
+    event_class(ParkingLot, "Parked"): message_parked,
+    event_class(ParkingLot, "Released"): parked_released,
 }

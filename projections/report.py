@@ -7,7 +7,8 @@ in Python by code point (databases sort text by locale), and the JSON is canonic
 
 Beyond the contract's minimum (additions are allowed): per session its currency, VAT,
 driver, receipt, end and stop reason; per invoice its reference and issue time; the count
-of sessions not settled yet; dead letters and refusals with their reasons; outbound
+of sessions not settled yet; dead letters and refusals with their reasons; messages parked
+until what they need arrives (`parked`, with what each waits for); outbound
 commands counted by type; the journal's posting count and any unbalanced entry; refunds
 with who got what back and their credit notes (which are also among the invoices, kind
 `credit_note`).
@@ -62,6 +63,7 @@ def build_report(db: ReadModelDatabase, tenant: str | None = None) -> Report:
         "journal": _journal(db, mine),
         "dead_letters": _dead_letters(db, mine),
         "refusals": _refusals(db, mine),
+        "parked": _parked(db, mine),
         "refunds": _refunds(db, mine),
         "outbound_commands": _outbound_commands(db, mine),
     }
@@ -233,6 +235,16 @@ def _refusals(db: ReadModelDatabase, mine: TenantFilter) -> dict[str, Any]:
     return {"count": len(items), "items": items}
 
 
+def _parked(db: ReadModelDatabase, mine: TenantFilter) -> dict[str, Any]:
+    """Messages waiting for what they need (ledger/parking.py), with what that is."""
+    names = ("source", "position", "tenant_id", "event_id", "type", "key", "awaits",
+             "reason", "occurred_at")
+    items = [dict(zip(names, row, strict=True)) for row in _rows(db, sql.SELECT_PARKED)
+             if mine(row[2])]
+    items.sort(key=lambda d: (d["source"], _position_key(d["position"])))
+    return {"count": len(items), "items": items}
+
+
 def _refunds(db: ReadModelDatabase, mine: TenantFilter) -> list[dict[str, Any]]:
     """Each refund: the session, what went back to whom, the credit notes it issued."""
     found = [
@@ -302,6 +314,7 @@ def render_summary(report: Report) -> str:
     for d in dead["items"][:SUMMARY_LINES_MAX]:
         lines.append(f"  {d['source']}@{d['position']}: {d['reason']}")
     lines.append(f"Refusals: {report['refusals']['count']}")
+    lines.append(f"Parked (waiting for what they need): {report['parked']['count']}")
     refunds = report["refunds"]
     if refunds:  # a day without refunds prints as before
         lines.append(f"Refunds: {len(refunds)} (credit notes: "

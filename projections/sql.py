@@ -161,6 +161,22 @@ TABLES: tuple[tuple[str, str], ...] = (
         )""",
     ),
     (
+        # Messages waiting for what they need (ledger/parking.py): a row while parked.
+        "rm_parked",
+        """CREATE TABLE IF NOT EXISTS rm_parked (
+            source TEXT NOT NULL,
+            source_position TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            type_name TEXT NOT NULL,
+            message_key TEXT,
+            awaits TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            occurred_at TEXT NOT NULL,
+            PRIMARY KEY (source, source_position)
+        )""",
+    ),
+    (
         "rm_outbound_commands",
         """CREATE TABLE IF NOT EXISTS rm_outbound_commands (
             tenant_id TEXT NOT NULL,
@@ -371,6 +387,19 @@ REFUND_RECORDED = Statement(
     " :refunded_at, :shares_json, :credit_notes_json, :credit_cdr_id)"
     " ON CONFLICT (tenant_id, refund_id) DO NOTHING",
 )
+MESSAGE_PARKED = Statement(
+    "message_parked",
+    "INSERT INTO rm_parked (source, source_position, tenant_id, event_id, type_name,"
+    " message_key, awaits, reason, occurred_at)"
+    " VALUES (:source, :source_position, :tenant_id, :event_id, :type_name, :message_key,"
+    " :awaits, :reason, :occurred_at)"
+    " ON CONFLICT (source, source_position) DO UPDATE SET awaits = excluded.awaits,"
+    " reason = excluded.reason",
+)
+PARKED_RELEASED = Statement(
+    "parked_released",
+    "DELETE FROM rm_parked WHERE source = :source AND source_position = :source_position",
+)
 COMMAND_ISSUED = Statement(
     "command_issued",
     "INSERT INTO rm_outbound_commands (tenant_id, command_id, topic, message_key, type_name,"
@@ -446,6 +475,11 @@ SELECT_REFUNDS = Statement(
 SELECT_REFUSALS = Statement(
     "select_refusals",
     "SELECT tenant_id, event_id, type_name, subject, reason, refused_at FROM rm_refusals",
+)
+SELECT_PARKED = Statement(
+    "select_parked",
+    "SELECT source, source_position, tenant_id, event_id, type_name, message_key, awaits,"
+    " reason, occurred_at FROM rm_parked",
 )
 SELECT_COMMAND_COUNTS = Statement(
     "select_command_counts",

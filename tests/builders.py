@@ -162,6 +162,11 @@ class LedgerDriver:
                          raw=m.model_dump_json()) for m in messages]
         return self.ledger.apply_batch(items)
 
+    def give_up_waiting(self) -> BatchResult:
+        """What parked messages wait for will not come: apply them without it (as `ledger
+        ingest` does at the end of its file)."""
+        return self.ledger.release_parked()
+
     def apply_each(self, messages: Iterable[Envelope]) -> None:
         for message in messages:
             self.apply(message)
@@ -293,14 +298,27 @@ class RecordingLedgerDriver(LedgerDriver):
         self.batches.append(messages)
         return super().apply(*messages)
 
+    def give_up_waiting(self) -> BatchResult:
+        self.batches.append(())  # replayed at the same point
+        return super().give_up_waiting()
+
     def replayed(self, *, one_batch: bool = False) -> LedgerDriver:
-        """A fresh in-memory ledger fed the same messages at the same positions."""
+        """A fresh in-memory ledger fed the same messages at the same positions (in one
+        batch: one between two points where the waiting was given up)."""
         fresh = LedgerDriver(source=self.source)
-        if one_batch:
-            fresh.apply(*(m for batch in self.batches for m in batch))
-        else:
-            for batch in self.batches:
+        pending: list[Envelope] = []
+        for batch in self.batches:
+            if batch and one_batch:
+                pending.extend(batch)
+            elif batch:
                 fresh.apply(*batch)
+            else:
+                if pending:
+                    fresh.apply(*pending)
+                    pending = []
+                fresh.give_up_waiting()
+        if pending:
+            fresh.apply(*pending)
         return fresh
 
 

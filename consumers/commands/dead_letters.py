@@ -116,6 +116,8 @@ def redrive(ledger: Ledger, letter: DeadLetter) -> str:
         outcome = "duplicate"
     elif result.refused:
         outcome = "refused"
+    elif result.parked:
+        outcome = "parked: what it needs has still not arrived"
     else:
         outcome = "applied"
     letter.record_redrive(outcome, datetime.now(UTC))

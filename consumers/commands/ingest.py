@@ -6,7 +6,11 @@ The same path as the Kafka consumer: lines become `Inbound` items of the source
   1. a re-run skips every line at or before the stored position (a crash resumes there);
   2. a line that cannot be used (not JSON, unknown type, invalid payload) is dead-lettered
      with its reason, in the same transaction as its neighbours: never dropped silently;
-  3. after the last batch the read models catch up, so `ledger report` shows the file.
+  3. a message that comes before what it needs (a session before its driver's
+     DriverConfigured) is parked and applied once that comes (`ledger/parking.py`); at the
+     end of the file nothing more can come, so what still waits is applied without it
+     (dead-lettered or refused with what it waited for);
+  4. after the last batch the read models catch up, so `ledger report` shows the file.
 A missing or unreadable file, or a store URL that cannot be used, is an error before
 anything is written (exit 2). The summary goes to stderr; exit 0 when every line was
 applied (or was a duplicate, a refusal or already ingested), exit 3
@@ -76,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     elapsed_s = time.monotonic() - started_s
     print(
         f"ledger ingest: {path.name}: applied {totals.applied}, duplicates {totals.duplicates},"
-        f" dead-lettered {totals.dead_lettered}, refused {totals.refused}, commands issued"
+        f" dead-lettered {totals.dead_lettered}, refused {totals.refused}, parked"
+        f" {totals.parked} (applied later {totals.unparked}, waited in vain {totals.expired}),"
+        f" commands issued"
         f" {totals.commands_issued}, already ingested {totals.skipped_before_position}"
         f" (read models at notification {projected_to or 0}; {elapsed_s:.1f} s)",
         file=sys.stderr,
@@ -134,6 +140,9 @@ def ingest_file(ledger: Ledger, path: Path, source: str) -> BatchResult:
         raise CliError(f"event file {path} could not be read: {exc}") from exc
     if batch:
         _add(totals, ledger.apply_batch(batch))
+    # The file is all there is: what its messages still wait for cannot come any more, so
+    # they are applied without it (dead-lettered or refused, as without parking).
+    _add(totals, ledger.release_parked())
     return totals
 
 

@@ -8,6 +8,7 @@
     │   ├── InvalidCdr
     │   └── InvalidMessage
     ├── RuleViolation           well-formed input the billing rules refuse (a reason event)
+    ├── PrerequisiteMissing     what the message needs has not arrived yet: parked, not refused
     └── HandlerFailed           anything else a handler raised: the message is dead-lettered
 """
 
@@ -42,6 +43,20 @@ class InvalidMessage(InvalidInput):
 
 class RuleViolation(LedgerError):
     """Well-formed input that the billing rules refuse in the current state."""
+
+
+class PrerequisiteMissing(LedgerError):
+    """What the message needs (a tenant, a driver, the request a result answers) has not
+    been applied yet, and may still arrive: Kafka orders nothing across topics.
+
+    `awaits` names it, e.g. `driver:cpo-de/d-17`; the message is parked until it arrives
+    (docs/reliability.md, "Parking"). Never raised for what can no longer change.
+    """
+
+    def __init__(self, awaits: str, reason: str) -> None:
+        super().__init__(reason)
+        self.awaits = awaits
+        self.reason = reason
 
 
 class HandlerFailed(LedgerError):

@@ -14,6 +14,7 @@ from ledger.domain.tariff_explanation import explain_tariff
 from ledger.domain.tariff_lint import fatal, lint_tariff_text
 from ledger.domain.tariff_publication import TariffPublication
 from ledger.handlers.lookups import config_as_of, require_tenant
+from ledger.handlers.prerequisites import wait_for
 from ledger.handlers.subscriptions import change_subscription, check_plan
 from ledger.messages import (
     Configuration,
@@ -90,11 +91,11 @@ def _validate(message: Configuration, batch: Batch) -> None:
             batch, "partner", message.tenant_id, message.partner_id, message.effective_at
         )
         if partner is None:
-            raise RuleViolation(
+            wait_for("partner", message.tenant_id, message.partner_id, (
                 f"enrolment of driver {message.driver_id} with unknown partner "
                 f"{message.partner_id!r} (no PartnerConfigured in force at "
                 f"{message.effective_at.isoformat()})"
-            )
+            ), RuleViolation)
     elif isinstance(message, PlanPublished):
         check_plan(message, batch)
 

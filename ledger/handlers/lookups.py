@@ -14,6 +14,7 @@ from ledger.domain.configuration import EffectiveDated, config_id
 from ledger.domain.errors import InvalidInput
 from ledger.domain.schedule import Schedule
 from ledger.domain.wallet import Wallet
+from ledger.handlers.prerequisites import wait_for
 
 
 def config_as_of(
@@ -24,10 +25,12 @@ def config_as_of(
 
 
 def require_tenant(batch: Batch, tenant_id: str, moment: datetime) -> dict[str, Any]:
-    """The tenant's settings in force at `moment`; an unknown tenant is invalid input."""
+    """The tenant's settings in force at `moment`; an unknown tenant is waited for, then
+    invalid input."""
     settings = config_as_of(batch, "tenant", tenant_id, tenant_id, moment)
     if settings is None:
-        raise InvalidInput(f"unknown tenant {tenant_id!r} (no TenantConfigured in force)")
+        wait_for("tenant", tenant_id, tenant_id,
+                f"unknown tenant {tenant_id!r} (no TenantConfigured in force)", InvalidInput)
     return settings
 
 

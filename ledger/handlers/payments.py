@@ -17,6 +17,7 @@ from ledger.domain.session import ChargingSession
 from ledger.domain.wallet import Wallet
 from ledger.handlers.lookups import require_tenant, schedule_of
 from ledger.handlers.orders import open_charge, request_stop, send_resolution
+from ledger.handlers.prerequisites import wait_for
 from ledger.handlers.refunds import confirm_card_refund
 from ledger.handlers.subscriptions import FEE_PURPOSE, fee_answered
 from ledger.handlers.wallets import issue_top_up_receipt
@@ -54,7 +55,9 @@ def handle_payment_result(message: PaymentResult, batch: Batch) -> None:
         OutboundCommand, OutboundCommand.create_id(message.tenant_id, message.request_id)
     )
     if command is None:
-        raise InvalidInput(f"result for unknown request {message.request_id!r}")
+        # The command is issued by a message on another topic that may not be applied yet.
+        wait_for("request", message.tenant_id, message.request_id,
+                f"result for unknown request {message.request_id!r}", InvalidInput)
     action = command.payload["action"]
     if message.outcome not in RESULTS_FOR_ACTION[action]:
         raise InvalidInput(f"outcome {message.outcome} does not answer a {action} request")

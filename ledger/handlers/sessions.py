@@ -21,6 +21,7 @@ from ledger.handlers.corporate import partner_capacity_now, partner_cover_at_sta
 from ledger.handlers.cost_updates import send_running_cost
 from ledger.handlers.lookups import config_as_of, require_tenant, schedule_of
 from ledger.handlers.orders import request_hold, request_stop
+from ledger.handlers.prerequisites import wait_for, wait_or_go_without
 from ledger.handlers.settle import settle_session
 from ledger.handlers.subscriptions import allowance_left_for, subscription_cover_at_start
 from ledger.handlers.vouchers import session_credit_available
@@ -81,7 +82,8 @@ def handle_transaction_event(message: TransactionEvent, batch: Batch) -> None:
         batch, "location", message.tenant_id, message.location_id, tx.timestamp
     )
     if location is None:
-        raise InvalidInput(f"unknown location {message.location_id!r}")
+        wait_for("location", message.tenant_id, message.location_id,
+                f"unknown location {message.location_id!r}", InvalidInput)
     transaction_id = tx.transactionInfo.transactionId
     session_id = ChargingSession.create_id(message.tenant_id, transaction_id)
     session = batch.get(ChargingSession, session_id)
@@ -121,7 +123,8 @@ def _start(
     tariff_id = session.tariff_id_hint or location["tariff_id"]
     tariff = config_as_of(batch, "tariff", session.tenant_id, tariff_id, at)
     if tariff is None:
-        raise InvalidInput(f"unknown tariff {tariff_id!r} at {at.isoformat()}")
+        wait_for("tariff", session.tenant_id, tariff_id,
+                f"unknown tariff {tariff_id!r} at {at.isoformat()}", InvalidInput)
     driver_id: str | None = None
     driver: dict[str, Any] | None = None
     if session.id_token:
@@ -156,6 +159,7 @@ def _start(
             partner=partner, subscription=subscription,
         )
     )
+    _wait_for_the_payer(session, decision.billing_model, driver, terminal_hold)
     if decision.subscription is not None and decision.subscription.plan.overage_tariff_id:
         # A plan with a tariff of its own prices its subscribers' sessions with it; the
         # allowance covers its share of that price (docs/billing-decisions.md).
@@ -186,6 +190,23 @@ def _start(
         request_stop(session, decision.refusal_reason or "nobody can pay", batch)
     elif decision.own_model == BillingModel.PRE_AUTHORIZATION:
         request_hold(session, batch)
+
+
+def _wait_for_the_payer(
+    session: ChargingSession, model: BillingModel | None, driver: dict[str, Any] | None,
+    terminal_hold: Decimal | None,
+) -> None:
+    """What decides the payer may be on its way on another topic: the driver of the id token
+    (DriverConfigured), the terminal's authorization. Waited for only when the decision
+    needs it; once the wait is over the session is decided without it, as before parking:
+    nobody pays for an unknown token (the session is stopped), a terminal's hold unknown."""
+    if model is None and driver is None and session.id_token:
+        wait_or_go_without("id_token", session.tenant_id, session.id_token,
+                           f"unknown id token {session.id_token!r}")
+    if model == BillingModel.AD_HOC_TERMINAL and terminal_hold is None:
+        assert session.terminal_reference is not None
+        wait_or_go_without("terminal", session.tenant_id, session.terminal_reference,
+                           f"no TerminalAuthorized for {session.terminal_reference!r}")
 
 
 def _watch_limits(session: ChargingSession, tenant: dict[str, Any], batch: Batch) -> None:

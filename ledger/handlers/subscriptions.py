@@ -33,6 +33,7 @@ from ledger.domain.subscription import AllowanceLeft, PlanTerms, Subscription
 from ledger.handlers.documents import issue_document
 from ledger.handlers.lookups import config_as_of, schedule_of
 from ledger.handlers.orders import open_charge
+from ledger.handlers.prerequisites import wait_for
 from ledger.messages import PlanPublished, SubscriptionChanged
 
 SUBSCRIPTION_CYCLE = "subscription_cycle"
@@ -46,10 +47,10 @@ def check_plan(message: PlanPublished, batch: Batch) -> None:
     if message.overage_tariff_id is not None and config_as_of(
         batch, "tariff", message.tenant_id, message.overage_tariff_id, message.effective_at
     ) is None:
-        raise InvalidInput(
+        wait_for("tariff", message.tenant_id, message.overage_tariff_id, (
             f"plan {message.plan_id}: its own tariff {message.overage_tariff_id!r} is not "
             f"published at {message.effective_at.isoformat()}"
-        )
+        ), InvalidInput)
     if message.anchor == "calendar" and 12 % message.cycle_months:
         raise InvalidInput(
             f"plan {message.plan_id}: a calendar cycle of {message.cycle_months} months does "
@@ -104,9 +105,9 @@ def change_subscription(
 def _plan(batch: Batch, message: SubscriptionChanged, at: datetime) -> PlanTerms:
     settings = config_as_of(batch, "plan", message.tenant_id, message.plan_id, at)
     if settings is None:
-        raise RuleViolation(
+        wait_for("plan", message.tenant_id, message.plan_id, (
             f"unknown plan {message.plan_id!r} (no PlanPublished in force at {at.isoformat()})"
-        )
+        ), RuleViolation)
     return PlanTerms.from_settings(settings)
 
 

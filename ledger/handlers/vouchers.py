@@ -23,6 +23,7 @@ from ledger.domain.settlement import ChargeLine, ChargeLines, VatRate
 from ledger.domain.voucher import HeldSessionCredit, Voucher, VoucherBatch
 from ledger.handlers.documents import issue_document
 from ledger.handlers.lookups import config_as_of, require_tenant, wallet_of
+from ledger.handlers.prerequisites import wait_for
 from ledger.messages import VoucherBatchIssued, VoucherRedemptionRequested
 
 # Codes named in a refusal reason: enough to find them, short enough to read.
@@ -147,10 +148,12 @@ def handle_voucher_redemption_requested(
     # Ids are tenant-scoped: another tenant's code is unknown here, and says so.
     voucher = batch.get(Voucher, Voucher.create_id(message.tenant_id, message.code))
     if voucher is None:
-        raise RuleViolation(f"unknown voucher code {message.code!r}")
+        wait_for("voucher", message.tenant_id, message.code,
+                f"unknown voucher code {message.code!r}", RuleViolation)
     voucher.check_redeemable(at)
     if config_as_of(batch, "driver", message.tenant_id, message.driver_id, at) is None:
-        raise RuleViolation(f"unknown driver {message.driver_id!r}")
+        wait_for("driver", message.tenant_id, message.driver_id,
+                f"unknown driver {message.driver_id!r}", RuleViolation)
     held: HeldSessionCredit | None = None
     if voucher.kind == "session_credit":
         held = batch.get(

@@ -15,6 +15,7 @@ from ledger.domain.wallet import TopUpReference, Wallet
 from ledger.handlers.documents import issue_document
 from ledger.handlers.lookups import config_as_of, require_tenant, wallet_of
 from ledger.handlers.orders import open_charge, request_stop
+from ledger.handlers.prerequisites import wait_for
 from ledger.messages import WalletTopUpRequested
 
 
@@ -23,7 +24,8 @@ def handle_top_up_requested(message: WalletTopUpRequested, batch: Batch) -> None
     driver = config_as_of(batch, "driver", message.tenant_id, message.driver_id,
                           message.occurred_at)
     if driver is None:
-        raise InvalidInput(f"unknown driver {message.driver_id!r}")
+        wait_for("driver", message.tenant_id, message.driver_id,
+                f"unknown driver {message.driver_id!r}", InvalidInput)
     reference = message.reference
     taken_id = TopUpReference.create_id(message.tenant_id, reference)
     if batch.get(TopUpReference, taken_id) is not None:

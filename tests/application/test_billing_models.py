@@ -337,12 +337,13 @@ def test_bad_payment_answers_are_dead_lettered_and_move_no_money() -> None:
     assert d.answer(capture, "captured", amount="30.00").dead_lettered == 1, "above the hold"
     assert d.answer(capture, "charge_succeeded").dead_lettered == 1, "not an answer to it"
     unknown = {**capture, "event_id": "no-such-request"}
-    assert d.answer(unknown, "captured").dead_lettered == 1
+    assert d.answer(unknown, "captured").parked == 1, "its request may still be issued"
     assert d.journal()[: len(before)] == before
     assert d.balance("psp_clearing") == 0, "no capture was booked"
     assert d.answer(capture, "captured").applied == 1
     assert d.answer(capture, "captured").dead_lettered == 1, "captured once"
     assert d.balance("psp_clearing") == Decimal("4.76")
+    assert d.give_up_waiting().dead_lettered == 1
     reasons = [letter.reason for letter in d.dead_letters()]
     assert any("already answered" in r for r in reasons)
     assert any("exceeds the hold" in r for r in reasons)
@@ -353,9 +354,10 @@ def test_bad_payment_answers_are_dead_lettered_and_move_no_money() -> None:
 def test_events_of_an_unknown_session_location_or_tenant_are_dead_lettered() -> None:
     d = network()
     assert d.apply(*session_events("tx1", "post", "10", location_id="NOWHERE")[:1]
-                   ).dead_lettered == 1
+                   ).parked == 1
     assert d.apply(*session_events("tx2", "post", "10", tenant_id="other")[:1]
-                   ).dead_lettered == 1
+                   ).parked == 1
+    assert d.give_up_waiting().dead_lettered == 2
     assert d.journal() == [] and d.new_commands() == []
 
 

@@ -168,6 +168,7 @@ def test_a_partner_paying_by_card_is_charged_the_settlement() -> None:
 def test_an_enrolment_with_an_unknown_partner_is_refused_with_the_reason() -> None:
     d = network()
     d.apply(enrol("w", partner_id="NOPE"))
+    d.give_up_waiting()
     [refusal] = d.refusals()
     assert "unknown partner 'NOPE'" in refusal.reason
     d.apply_each(session_events("tx1", "w", "25"))

@@ -188,6 +188,7 @@ def test_a_plan_restricted_to_sites_leaves_other_sites_to_the_drivers_model() ->
 def test_a_subscription_to_an_unknown_plan_is_refused_with_the_reason() -> None:
     d = network()
     d.apply(change("post", "NOPE", "subscribe", T0 - timedelta(days=1)))
+    d.give_up_waiting()
     [refusal] = d.refusals()
     assert "unknown plan 'NOPE'" in refusal.reason
     d.apply(change("post", "NOPE", "cancel", T0))
@@ -210,5 +211,6 @@ def test_a_plan_with_its_own_tariff_prices_what_lies_beyond_the_allowance_with_i
 
 def test_a_plan_naming_an_unpublished_tariff_is_refused() -> None:
     d = network(plan("GHOST", overage_tariff_id="nope"))
+    d.give_up_waiting()
     [dead] = d.dead_letters()
     assert "its own tariff 'nope' is not published" in dead.reason

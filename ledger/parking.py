@@ -1,0 +1,255 @@
+"""Parking: a message that arrives before what it needs waits, and is applied once it comes.
+
+Kafka orders nothing across topics. A handler that finds a prerequisite missing raises
+`PrerequisiteMissing` (`ledger/handlers/prerequisites.py`); the ledger then parks the
+message in the `ParkingLot`, in the batch's own transaction. Per batch:
+  - a message whose key (its lane: a session, a wallet, a PSP request) has messages parked
+    is parked behind them, so a key's messages are applied in the order they came;
+  - after each message applied, what it made available (a configuration, the id tokens of a
+    driver, a terminal authorization, voucher codes, a command a PSP result answers)
+    releases the lanes waiting for it: their messages are applied again, in order, in the
+    same transaction (and may release others in turn);
+  - the bounded wait: a lane's first message whose prerequisite has not come when the
+    tenant's clock (a ClockTicked of that tenant; for a message waiting for its tenant, of
+    any tenant) is more than `PARKED_WAIT` past its own `occurred_at` is applied without
+    waiting (`deciding_now`): it is dead-lettered or refused as before parking existed,
+    with what it waited for in the reason.
+Why the clock and not the time of any message: the clock is the ledger's event time already
+(retries, the settle grace, cycles run on it), and it is one topic. Other topics' times run
+ahead of each other when a consumer catches up one topic faster than another: a PSP
+result hours "early" must not give up on the retry command a later tick will issue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ledger.batch import Batch, Inbound
+from ledger.domain.errors import PrerequisiteMissing
+from ledger.domain.outbox import OutboundCommand
+from ledger.domain.parking import ParkedEntry, ParkingLot
+from ledger.handlers.config import CONFIG_KINDS
+from ledger.handlers.prerequisites import awaited_key
+from ledger.limits import PARKED_WAIT_MINUTES
+from ledger.messages import (
+    ClockTicked,
+    Configuration,
+    DebtPaymentReceived,
+    DriverConfigured,
+    Envelope,
+    PaymentResult,
+    TerminalAuthorized,
+    TransactionEvent,
+    VoucherBatchIssued,
+    WalletTopUpRequested,
+    parse_message,
+)
+
+PARKED_WAIT = timedelta(minutes=PARKED_WAIT_MINUTES)
+# Messages whose order is kept together under one key: a session's events, a PSP request's
+# results, a wallet's top-ups; configuration in the order it was published.
+LANE_KINDS: dict[type[Envelope], str] = {
+    TransactionEvent: "session", PaymentResult: "psp", TerminalAuthorized: "psp",
+    WalletTopUpRequested: "wallet", DebtPaymentReceived: "wallet",
+    **{kind: "config" for kind in CONFIG_KINDS},
+}
+# One lot for every tenant: a message of a tenant not configured yet has a lot too, and the
+# bounded wait of such a message needs the other tenants' event time.
+LOT_ID = ParkingLot.create_id("-")
+TENANT_KIND = "tenant"
+REQUEST_KIND = "request"
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A parked message to apply again: its prerequisite came, or its wait is over."""
+
+    inbound: Inbound
+    expired_waiting_for: str | None  # None: released because what it needed arrived
+
+
+# Applies one released message (under `deciding_now` when its wait is over); returns its
+# outcome ("applied", "refused", "dead_lettered", "parked" again, ...) and whether it
+# issued commands (a PSP result may be waiting for one).
+ApplyReleased = Callable[[Release], tuple[str, bool]]
+
+
+class Parking:
+    """The parking lot as one batch sees it."""
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+
+    def _lot(self) -> ParkingLot | None:
+        return self._batch.get(ParkingLot, LOT_ID)
+
+    # ------------------------------------------------------------ on arrival
+    def holds(self, message: Envelope) -> bool:
+        """A copy of a message already parked (a producer's re-publish)."""
+        lot = self._lot()
+        return lot is not None and lot.holds_event(message.tenant_id, message.event_id)
+
+    def lane_waiting(self, item: Inbound) -> bool:
+        lot = self._lot()
+        return lot is not None and lot.has_lane(lane_of(item))
+
+    def park(self, item: Inbound, missing: PrerequisiteMissing | None) -> None:
+        """Park `item`: waiting for `missing`, or (None) behind its lane's earlier messages."""
+        message = item.message
+        assert message is not None
+        lot = self._lot()
+        if lot is None:
+            lot = ParkingLot(tenant_id="-")
+            self._batch.add(lot)
+        lane = lane_of(item)
+        if missing is None:
+            head = lot.lane(lane)[0]
+            awaits, reason = head["awaits"], "behind an earlier message of its key"
+        else:
+            awaits, reason = missing.awaits, missing.reason
+        lot.park(ParkedEntry(
+            source=item.source, position=item.position, lane=lane, key=item.key,
+            tenant_id=message.tenant_id, event_id=message.event_id,
+            type_name=message.type_name(), payload=message.model_dump(mode="json"),
+            raw=item.raw, awaits=awaits, reason=reason,
+            occurred_at=message.occurred_at.isoformat(),
+        ))
+
+    # ------------------------------------------------------------ after a message applied
+    def settle(self, message: Envelope, issued_commands: bool, apply: ApplyReleased,
+               ) -> tuple[int, int]:
+        """`message` was applied on arrival: apply what it released and (a tick) what its
+        time expired, then what those released, until nothing more moves. Returns how many
+        parked messages left the lot (released, expired)."""
+        if self._lot() is None:
+            return 0, 0
+        released = expired = 0
+        work: list[tuple[Envelope, bool]] = [(message, issued_commands)]
+        expiring = message if isinstance(message, ClockTicked) else None
+        while work or expiring is not None:
+            if work:  # what arrived first: a tick's own commands may be awaited
+                applied, issued = work.pop(0)
+                releases = self._released_by(applied, issued)
+            else:
+                assert expiring is not None
+                releases = self._expired_by(expiring)
+                expiring = None
+            for release in releases:
+                outcome, issued = apply(release)
+                if outcome == "parked":
+                    continue
+                if release.expired_waiting_for is None:
+                    released += 1
+                else:
+                    expired += 1
+                if outcome == "applied":
+                    assert release.inbound.message is not None
+                    work.append((release.inbound.message, issued))
+        return released, expired
+
+    def expire_all(self, apply: ApplyReleased) -> int:
+        """No more messages will come (the end of an event file): apply every parked message
+        without waiting. Returns how many left the lot."""
+        done = 0
+        while (lot := self._lot()) is not None and lot.entries:
+            heads = lot.heads()
+            releases = self._take(heads, lot, expired=True)
+            for release in releases:
+                outcome, issued = apply(release)
+                if outcome == "parked":
+                    continue
+                done += 1
+                if outcome == "applied":
+                    assert release.inbound.message is not None
+                    released, expired = self.settle(release.inbound.message, issued, apply)
+                    done += released + expired
+        return done
+
+    def _released_by(self, message: Envelope, issued_commands: bool) -> list[Release]:
+        lot = self._lot()
+        if lot is None or not lot.entries:
+            return []
+        arrived = set(arrivals(message))
+        waiting: list[ParkedEntry] = []
+        for head in lot.heads():
+            if head["awaits"] in arrived or (
+                issued_commands and self._request_issued(head["awaits"])
+            ):
+                waiting.append(head)
+        return self._take(waiting, lot, expired=False)
+
+    def _expired_by(self, message: ClockTicked) -> list[Release]:
+        lot = self._lot()
+        if lot is None or not lot.entries:
+            return []
+        now = message.now
+        over = [
+            head for head in lot.heads()
+            if (head["tenant_id"] == message.tenant_id
+                or head["awaits"].startswith(TENANT_KIND + ":"))
+            and _instant(head["occurred_at"]) + PARKED_WAIT < now
+        ]
+        return self._take(over, lot, expired=True)
+
+    def _take(self, heads: Iterable[ParkedEntry], lot: ParkingLot, expired: bool,
+              ) -> list[Release]:
+        """Take the lanes of `heads` out of the lot, as releases in their arrival order."""
+        releases: list[Release] = []
+        for head in heads:
+            lane = lot.lane(head["lane"])
+            lot.release([[e["source"], e["position"]] for e in lane],
+                        "expired" if expired else "released")
+            for entry in lane:
+                waited = head["awaits"] if expired and entry is head else None
+                releases.append(Release(inbound_of(entry), waited))
+        return releases
+
+    def _request_issued(self, awaits: str) -> bool:
+        kind, _, rest = awaits.partition(":")
+        if kind != REQUEST_KIND:
+            return False
+        tenant_id, _, request_id = rest.partition("/")
+        return self._batch.get(
+            OutboundCommand, OutboundCommand.create_id(tenant_id, request_id)
+        ) is not None
+
+
+def lane_of(item: Inbound) -> str:
+    """A message's lane: its kind and key (keys are tenant-scoped, but two kinds may share
+    one: a tenant's clock and its voucher redemptions), else the message alone."""
+    message = item.message
+    assert message is not None
+    kind = LANE_KINDS.get(type(message), message.type_name())
+    return f"{kind}|{item.key or f'event:{message.tenant_id}/{message.event_id}'}"
+
+
+def arrivals(message: Envelope) -> Iterable[str]:
+    """What an applied message makes available to messages waiting for it."""
+    tenant = message.tenant_id
+    if isinstance(message, Configuration):
+        kind, key_field = CONFIG_KINDS[type(message)]
+        yield awaited_key(kind, tenant, str(getattr(message, key_field)))
+        if isinstance(message, DriverConfigured):
+            for token in message.id_tokens:
+                yield awaited_key("id_token", tenant, token)
+    elif isinstance(message, TerminalAuthorized):
+        yield awaited_key("terminal", tenant, message.terminal_reference)
+    elif isinstance(message, VoucherBatchIssued):
+        for code in message.codes:
+            yield awaited_key("voucher", tenant, code)
+
+
+def inbound_of(entry: ParkedEntry) -> Inbound:
+    return Inbound(
+        entry["source"], entry["position"], parse_message(entry["type_name"], entry["payload"]),
+        key=entry["key"], raw=entry["raw"], type_name=entry["type_name"],
+    )
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+__all__ = ["LOT_ID", "PARKED_WAIT", "Parking", "Release"]
