@@ -42,8 +42,11 @@ def test_an_aggregate_held_absent_that_another_process_created_is_seen(store_url
     config: list[Envelope] = [tenant(), tariff(), location()]
     with closing(first.ledger), closing(second.ledger):
         first.apply(*config)
-        # Unknown driver: the wallet is looked up, found absent and held as absent.
-        first.apply(top_up("w1", "3.00"))
+        # Unknown driver: the wallet is looked up, found absent and held as absent; the
+        # top-up is parked until its driver arrives.
+        assert first.apply(top_up("w1", "3.00")).parked == 1
         second.apply(driver("w1", "wallet"), top_up("w1", "4.00"))
+        # The driver the other process configured is seen: this top-up applies, and the
+        # parked one with it.
         first.apply(top_up("w1", "6.00"))
-    assert _balance(store_url) == Decimal("10.00")
+    assert _balance(store_url) == Decimal("13.00")
