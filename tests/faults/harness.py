@@ -108,8 +108,8 @@ def simulated_day(sessions: int, seed: int) -> Day:
 class LedgerProcess:
     """One `ledger NAME` subprocess; its output in a log file per incarnation."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
-        self.name = name
+    def __init__(self, kind: str, argv: list[str], log_path: Path) -> None:
+        self.kind = kind
         self.log_path = log_path
         self._ready = False
         self._log: IO[bytes] = log_path.open("wb")
@@ -124,7 +124,7 @@ class LedgerProcess:
 
     def ready(self) -> bool:
         if not self._ready:
-            self._ready = READY_MARKERS[self.name] in self.log_path.read_text(errors="replace")
+            self._ready = READY_MARKERS[self.kind] in self.log_path.read_text(errors="replace")
         return self._ready
 
     def tail(self) -> str:
@@ -176,19 +176,21 @@ class FaultStack:
             self._launch(name)
 
     def _launch(self, name: str) -> None:
+        """Start `name`: consume, relay, project, or another consume member (`consume-B`)."""
         self.incarnations[name] += 1
+        kind = name.split("-")[0]
         common = ["--bootstrap-servers", ",".join(self.settings.bootstrap_servers),
                   "--topic-prefix", self.settings.topic_prefix, "--store", self.database]
-        if name == "consume":
+        if kind == "consume":
             self.consume_group = self.consume_group or self.settings.group_id
             argv = ["consume", *common, "--group-id", self.consume_group,
                     "--session-timeout-ms", str(SESSION_TIMEOUT_MS)]
-        elif name == "relay":
+        elif kind == "relay":
             argv = ["relay", *common]
         else:
             argv = ["project", "--store", self.database]
         log = self.logs / f"{name}-{self.incarnations[name]}.log"
-        self.processes[name] = LedgerProcess(name, argv, log)
+        self.processes[name] = LedgerProcess(kind, argv, log)
 
     def kill_and_restart(self, name: str, new_group: bool = False) -> None:
         """SIGKILL, then start again at once; consume in a new consumer group if asked (the
@@ -198,6 +200,9 @@ class FaultStack:
         if name == "consume" and new_group:
             self.consume_group = f"{self.settings.group_id}-{self.incarnations[name] + 1}"
         self._launch(name)
+
+    def stop_one(self, name: str) -> int:
+        return self.processes.pop(name).stop()
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
@@ -295,6 +300,15 @@ def watch(stack: FaultStack, plans: Sequence[KillPlan], done: Callable[[Progress
             raise AssertionError(f"{what}: not done after {STEP_DEADLINE_S} s; {progress}; "
                                  f"logs in {stack.logs}")
         time.sleep(WATCH_INTERVAL_S)
+
+
+def wait_for(stack: FaultStack, condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + STEP_DEADLINE_S
+    while not condition():
+        stack.check_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {STEP_DEADLINE_S} s; logs in {stack.logs}")
+        time.sleep(WATCH_INTERVAL_S * 10)
 
 
 def terminate_connections(stack: FaultStack) -> dict[str, object]:
@@ -406,6 +420,32 @@ def assert_same_events(database: str, reference: str, dead_letter_copies: int = 
             f"stored events differ from the reference: {len(found)} vs {len(expected)};"
             f" {len(extra)} not in the reference, e.g. {extra[:2]};"
             f" {len(missing)} missing, e.g. {missing[:2]}")
+
+
+def untouched_messages(database: str, messages: Sequence[Envelope]) -> list[str]:
+    """Event ids of published messages the ledger holds no trace of: neither processed
+    (a ProcessedMessage marker) nor dead-lettered."""
+    traces: set[tuple[str, str]] = set()
+    with psycopg.connect(database) as connection:
+        for (state,) in connection.execute(
+            "SELECT state FROM ledger_events WHERE topic IN"
+            " ('ledger.domain.inbox:ProcessedMessage.Processed',"
+            "  'ledger.domain.inbox:DeadLetter.Recorded')"
+        ).fetchall():
+            payload = json.loads(bytes(state))
+            traces.add((str(payload.get("tenant_id")), str(payload.get("event_id"))))
+    return sorted({m.event_id for m in messages if (m.tenant_id, m.event_id) not in traces})
+
+
+def report_differences(found: dict[str, Any], expected: dict[str, Any]) -> str:
+    """The sections of two reports that differ, briefly (a full diff is pages long)."""
+    lines = []
+    for section in sorted(set(found) | set(expected)):
+        mine, theirs = found.get(section), expected.get(section)
+        if mine != theirs:
+            lines.append(f"{section}: {json.dumps(mine, sort_keys=True)[:300]}"
+                         f" != expected {json.dumps(theirs, sort_keys=True)[:300]}")
+    return "\n".join(lines)
 
 
 def _is_dead_letter(event: str) -> bool:

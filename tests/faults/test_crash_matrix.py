@@ -45,11 +45,14 @@ from tests.faults.harness import (
     read_models,
     rebuilt_read_models,
     report,
+    report_differences,
     sent_commands,
     settle,
     simulated_day,
     stack_for,
     terminate_connections,
+    untouched_messages,
+    wait_for,
     with_dead_letter_copies,
 )
 
@@ -131,8 +134,13 @@ def assert_took_effect_once(run: DayRun, injections: InjectionLog, fault: str,
     """The checks every scenario ends with (the processes stopped); `deliveries`: how often
     each record was delivered (a dead-lettered record is dead-lettered at each delivery)."""
     database = run.stack.database
+    untouched = untouched_messages(database, run.day.messages)
+    assert not untouched, (f"{len(untouched)} published messages never took effect nor were"
+                           f" dead-lettered, e.g. {untouched[:5]}")
     expected = with_dead_letter_copies(report(run.reference), deliveries)
-    assert report(database) == expected, "report differs from ledger ingest"
+    found = report(database)
+    assert found == expected, ("report differs from ledger ingest:\n"
+                               + report_differences(found, expected))
     assert_same_events(database, run.reference, dead_letter_copies=deliveries)
     issued = issued_commands(database)
     sent = sent_commands(run.stack.settings)
@@ -162,7 +170,7 @@ def test_crash_matrix_sigkill_consume_relay_project(
     stack = day_run.stack
     plans = _plans(rng, day_run.records, _last_event(day_run.reference))
     print(f"kill points (seed {faults_seed}): "
-          + "; ".join(f"{p.process} at {p.targets}" for p in plans))
+          + "; ".join(f"{p.process or 'database'} at {p.targets}" for p in plans))
 
     def injected(fault: str, **detail: object) -> None:
         injections.injected(request.node.name, fault, **detail)
@@ -184,30 +192,48 @@ def test_crash_matrix_sigkill_consume_relay_project(
         assert_took_effect_once(day_run, injections, plan.fault)
 
 
-def test_every_inbound_topic_redelivered_three_times_changes_nothing(
+def test_every_inbound_topic_redelivered_three_times_while_the_group_goes_1_3_1(
     day_run: DayRun, faults_seed: int, injections: InjectionLog,
     request: pytest.FixtureRequest,
 ) -> None:
     """After the day: every record of every inbound topic published again three times (same
-    key, value and headers, new offsets), topic by topic in a seeded order."""
+    key, value and headers, new offsets), topic by topic in a seeded order; while the second
+    third of it is published, two more `ledger consume` join the group, and they leave
+    (SIGTERM) before the last third. Nothing may change but the dead letters: a record that
+    was dead-lettered is dead-lettered again at each delivery."""
     rng = rng_for(faults_seed, request.node.name)
     stack = day_run.stack
     settings = stack.settings
     records = inbound_records(settings)
     topics = sorted(records)
     rng.shuffle(topics)
-    fault = "redelivery of every inbound record x3"
+    deliveries = [(topic, copy) for topic in topics for copy in range(1, REDELIVERIES + 1)]
+    thirds = [deliveries[n * len(deliveries) // 3:(n + 1) * len(deliveries) // 3]
+              for n in range(3)]
+    fault, rebalance = "redelivery of every inbound record x3", "consumer group 1 -> 3 -> 1"
+    members = ("consume-B", "consume-C")
     stack.start("consume", "relay", "project")
     producer = kafka_clients.producer(settings)
+
+    def redeliver(part: list[tuple[str, int]]) -> None:
+        for topic, copy in part:
+            for record in records[topic]:
+                producer.send(topic, key=record.key, value=record.value, headers=record.headers)
+            producer.flush()
+            injections.injected(request.node.name, fault, topic=topic, copy=copy,
+                                records=len(records[topic]))
+
     try:
-        for topic in topics:
-            for copy in range(REDELIVERIES):
-                for record in records[topic]:
-                    producer.send(topic, key=record.key, value=record.value,
-                                  headers=record.headers)
-                producer.flush()
-                injections.injected(request.node.name, fault, topic=topic, copy=copy + 1,
-                                    records=len(records[topic]))
+        redeliver(thirds[0])
+        stack.start(*members)
+        injections.injected(request.node.name, rebalance, step="1 -> 3", joined=members)
+        redeliver(thirds[1])
+        wait_for(stack, lambda: all(stack.processes[m].ready() for m in members),
+                 "the two members joining with partitions")
+        codes = {m: stack.stop_one(m) for m in members}
+        assert codes == dict.fromkeys(members, 0), f"members did not leave cleanly: {codes}"
+        injections.injected(request.node.name, rebalance, step="3 -> 1", left=members)
+        redeliver(thirds[2])
         total = sum(end_offsets(settings, settings.inbound_topics()).values())
         settle(stack, [], lambda *_a, **_k: None, total)
     finally:
@@ -215,5 +241,7 @@ def test_every_inbound_topic_redelivered_three_times_changes_nothing(
         codes = stack.stop()
     assert codes == dict.fromkeys(codes, 0), f"processes did not stop cleanly: {codes}"
     assert_took_effect_once(day_run, injections, fault, deliveries=1 + REDELIVERIES)
-    injections.checked(fault, "nothing changed but each dead-lettered record's dead letter"
-                       " written again per delivery")
+    assert_took_effect_once(day_run, injections, rebalance, deliveries=1 + REDELIVERIES)
+    for what in (fault, rebalance):
+        injections.checked(what, "no change but one more dead letter per dead-lettered"
+                           " record and delivery")
