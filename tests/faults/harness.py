@@ -34,10 +34,11 @@ import psycopg
 from kafka import TopicPartition
 
 from consumers import kafka_clients
-from consumers.avro_codec import decode, encode, type_from_headers
+from consumers.avro_codec import decode, encode, headers_for, key_for, type_from_headers
 from consumers.benchmarks.day import create_store
-from consumers.benchmarks.ingest import end_offsets, publish
+from consumers.benchmarks.ingest import end_offsets
 from consumers.commands.topics import create_topics
+from consumers.consumer_loop import source_name
 from consumers.event_file import parse_event_line
 from consumers.kafka_topics import topic_of
 from consumers.relay import ISSUED_TOPIC, RELAY_TRACKING_NAME, RELAYED_TOPICS
@@ -223,6 +224,13 @@ class FaultStack:
             self._watch = psycopg.connect(self.database, autocommit=True)
         return self._watch
 
+    def position(self, source: str) -> int:
+        """The stored position of a Kafka source, -1 before any."""
+        row = self.watch_connection().execute(
+            "SELECT coalesce(max(notification_id), -1) FROM ledger_tracking"
+            " WHERE application_name = %s", (source,)).fetchone()
+        return int(row[0])
+
     def progress(self) -> Progress:
         row = self.watch_connection().execute(PROGRESS_SQL, {
             "relay": RELAY_TRACKING_NAME,
@@ -297,8 +305,9 @@ def watch(stack: FaultStack, plans: Sequence[KillPlan], done: Callable[[Progress
             return progress
         stack.check_alive()
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not done after {STEP_DEADLINE_S} s; {progress}; "
-                                 f"logs in {stack.logs}")
+            unfired = [f"{p.process or 'database'} at {p.targets}" for p in plans if p.targets]
+            raise AssertionError(f"{what}: not done after {STEP_DEADLINE_S} s; {progress};"
+                                 f" kill points not reached: {unfired}; logs in {stack.logs}")
         time.sleep(WATCH_INTERVAL_S)
 
 
@@ -323,16 +332,26 @@ def terminate_connections(stack: FaultStack) -> dict[str, object]:
 
 def publish_day(stack: FaultStack, day: Day, plans: Sequence[KillPlan],
                 injected: Injected) -> None:
-    """Each run of one topic published once the previous run is applied."""
+    """Each run of one topic published once the previous run is applied: its partition's
+    stored position is the last offset the broker gave the run."""
     producer = kafka_clients.producer(stack.settings)
     try:
-        published = 0
         for run in day.runs():
-            published += publish(producer, stack.settings, run)
-            watch(stack, plans, lambda p, n=published: p.records_applied >= n,
-                  f"{published} records applied", injected)
+            source, last_offset = publish_run(producer, stack.settings, run)
+            watch(stack, plans, lambda _p, s=source, o=last_offset: stack.position(s) >= o,
+                  f"{source} applied up to offset {last_offset}", injected)
     finally:
         producer.close()
+
+
+def publish_run(producer: Any, settings: Settings, run: Sequence[Envelope]) -> tuple[str, int]:
+    """Publish messages of one topic (of one partition); its source and the last offset."""
+    futures = [producer.send(settings.topic(topic_of(m)), value=encode(m), key=key_for(m),
+                             headers=headers_for(m)) for m in run]
+    producer.flush()
+    written = [f.get(timeout=STEP_DEADLINE_S) for f in futures]
+    assert len({(w.topic, w.partition) for w in written}) == 1, "a run is one partition's"
+    return source_name(written[-1].topic, written[-1].partition), written[-1].offset
 
 
 def settle(stack: FaultStack, plans: Sequence[KillPlan], injected: Injected,
@@ -343,7 +362,8 @@ def settle(stack: FaultStack, plans: Sequence[KillPlan], injected: Injected,
         return (p.records_applied >= records and p.relayed >= p.last_relayable
                 and p.projected >= p.last_event and not any(plan.targets for plan in plans))
 
-    return watch(stack, plans, quiet, "the pipeline settling", injected)
+    return watch(stack, plans, quiet, "the pipeline settling (a log shorter than the"
+                 " reference's leaves kill points unreached: effects were lost)", injected)
 
 
 # ---------------------------------------------------------------- checks
