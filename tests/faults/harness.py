@@ -359,8 +359,10 @@ def settle(stack: FaultStack, plans: Sequence[KillPlan], injected: Injected,
     """Every record applied, the outbox relayed, the read models at the end of the log, and
     every planned kill fired."""
     def quiet(p: Progress) -> bool:
+        # Every process running, too: one restarted a moment ago has no SIGTERM handler yet.
         return (p.records_applied >= records and p.relayed >= p.last_relayable
-                and p.projected >= p.last_event and not any(plan.targets for plan in plans))
+                and p.projected >= p.last_event and not any(plan.targets for plan in plans)
+                and all(process.ready() for process in stack.processes.values()))
 
     return watch(stack, plans, quiet, "the pipeline settling (a log shorter than the"
                  " reference's leaves kill points unreached: effects were lost)", injected)
