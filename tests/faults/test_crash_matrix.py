@@ -186,10 +186,12 @@ def test_crash_matrix_sigkill_consume_relay_project(
     print(f"day published and applied in {published - started:.1f} s, settled"
           f" {time.monotonic() - published:.1f} s later")
     assert codes == dict.fromkeys(codes, 0), f"processes did not stop cleanly: {codes}"
-    fired = {p.process or "database": len(p.fired) for p in plans}
-    assert fired == {**KILLS, "database": CONNECTION_TERMINATIONS}, f"fired {fired}"
     for plan in plans:
         assert_took_effect_once(day_run, injections, plan.fault)
+    # After the checks: a log shorter than the reference's (lost effects) leaves kill points
+    # unreached, and the checks say better what went wrong.
+    fired = {p.process or "database": len(p.fired) for p in plans}
+    assert fired == {**KILLS, "database": CONNECTION_TERMINATIONS}, f"fired {fired}"
 
 
 def test_every_inbound_topic_redelivered_three_times_while_the_group_goes_1_3_1(
