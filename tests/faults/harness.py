@@ -338,8 +338,12 @@ def publish_day(stack: FaultStack, day: Day, plans: Sequence[KillPlan],
     try:
         for run in day.runs():
             source, last_offset = publish_run(producer, stack.settings, run)
-            watch(stack, plans, lambda _p, s=source, o=last_offset: stack.position(s) >= o,
-                  f"{source} applied up to offset {last_offset}", injected)
+
+            def applied(_p: Progress, source: str = source, last: int = last_offset) -> bool:
+                return stack.position(source) >= last
+
+            watch(stack, plans, applied, f"{source} applied up to offset {last_offset}",
+                  injected)
     finally:
         producer.close()
 

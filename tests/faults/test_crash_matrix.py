@@ -126,6 +126,7 @@ def _plans(rng: Any, records: int, last_event: int) -> list[KillPlan]:
 def _last_event(database: str) -> int:
     with psycopg.connect(database) as connection:
         row = connection.execute("SELECT max(notification_id) FROM ledger_events").fetchone()
+    assert row is not None
     return int(row[0])
 
 
