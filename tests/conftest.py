@@ -74,6 +74,12 @@ def _docker_engine_answers() -> bool:
     return result.returncode == 0
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # The fault suite's seed (tests/faults): options are read from this top conftest only.
+    parser.addoption("--faults-seed", type=int, default=None, metavar="N",
+                     help="seed of the fault suite (default: $EVLEDGER_FAULTS_SEED, else fixed)")
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A PostgreSQL URL (postgresql://user:password@host:port/db) whose role may CREATE DATABASE."""
