@@ -18,15 +18,13 @@ import os
 import re
 import shutil
 import subprocess
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from psycopg import sql
+
+from consumers.scratch_database import scratch_database
 
 # kafka-python 3.0.x calls importlib.resources.read_text/open_text while its protocol
 # classes are defined, i.e. at import, and Python 3.11 warns about those. The suite turns
@@ -42,12 +40,6 @@ with warnings.catch_warnings():
 DOCKER_INFO_TIMEOUT_S = 10
 # Kafka topic names allow 249 characters; a short readable prefix leaves room for the rest.
 TOPIC_PREFIX_TEST_NAME_CHARS_MAX = 40
-# Dropping a test database waits this long at most for terminated backends to exit (they
-# exit within milliseconds; a loaded machine may take seconds), asking again this often.
-DROP_DATABASE_DEADLINE_S = 30
-DROP_DATABASE_RETRY_S = 0.1
-# PostgreSQL truncates identifiers to 63 bytes; "t_" + 32 hex digits stays well under.
-POSTGRES_IDENTIFIER_BYTES_MAX = 63
 
 START_SERVICES_HINT = (
     'start them with: eval "$(scripts/services up)"  (or run scripts/test, which does it)'
@@ -121,10 +113,6 @@ def kafka_bootstrap_servers() -> Iterator[str]:
         yield container.get_bootstrap_server()
 
 
-def _with_database(url: str, database_name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{database_name}").geturl()
-
-
 @pytest.fixture(scope="session")
 def stripe_mock_url() -> str:
     """The HTTP address of stripe-mock (Stripe's API mock), e.g. http://127.0.0.1:12111."""
@@ -137,46 +125,8 @@ def stripe_mock_url() -> str:
 @pytest.fixture
 def fresh_database(database_url: str) -> Iterator[str]:
     """The URL of a new, empty database, created for this test and dropped after it."""
-    database_name = f"t_{uuid.uuid4().hex}"
-    assert len(database_name) <= POSTGRES_IDENTIFIER_BYTES_MAX
-    identifier = sql.Identifier(database_name)
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
-    try:
-        yield _with_database(database_url, database_name)
-    finally:
-        drop_database(database_url, database_name)
-
-
-def drop_database(database_url: str, database_name: str) -> None:
-    """Drop a test's database, even with connections the test leaked.
-
-    Not `WITH (FORCE)`: FORCE must be allowed to signal every backend on the database, and
-    an autovacuum worker has no role at all, so FORCE failed with "must be a member of the
-    role whose process is being terminated" whenever autovacuum had picked the database
-    (as after a test that wrote a lot). Instead: end the test role's own connections
-    (always allowed), then a plain DROP, which cancels an autovacuum worker itself; a
-    backend still exiting makes it "in use" for a moment: try again until the deadline.
-    """
-    identifier = sql.Identifier(database_name)
-    deadline = time.monotonic() + DROP_DATABASE_DEADLINE_S
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        while True:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
-                " AND usename = current_user AND pid <> pg_backend_pid()", (database_name,))
-            try:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(identifier))
-                return
-            except psycopg.errors.ObjectInUse as exc:
-                if time.monotonic() > deadline:
-                    holders = admin.execute(
-                        "SELECT usename, backend_type, application_name, state"
-                        " FROM pg_stat_activity WHERE datname = %s", (database_name,)).fetchall()
-                    raise RuntimeError(
-                        f"{database_name} still in use after {DROP_DATABASE_DEADLINE_S} s by"
-                        f" {holders} (roles the test role may not terminate)") from exc
-            time.sleep(DROP_DATABASE_RETRY_S)  # a terminated backend takes a moment to exit
+    with scratch_database(database_url, "t_") as url:
+        yield url
 
 
 @pytest.fixture

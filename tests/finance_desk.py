@@ -8,10 +8,8 @@ import io
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -19,6 +17,7 @@ from psycopg import sql as psycopg_sql
 
 from consumers.cli import main
 from consumers.commands.ingest import DEAD_LETTERED_EXIT_CODE
+from consumers.scratch_database import scratch_database
 from tests.ports import free_port
 
 TENANTS = ("cpo-de", "cpo-nl")
@@ -81,18 +80,8 @@ def ensure_reader_role(database_url: str) -> None:
                 psycopg_sql.Identifier(READER_ROLE)))
 
 
-@contextlib.contextmanager
-def new_database(database_url: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex}"
-    identifier = psycopg_sql.Identifier(name)
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(psycopg_sql.SQL("CREATE DATABASE {}").format(identifier))
-    try:
-        yield urlsplit(database_url)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(psycopg_sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                identifier))
+def new_database(database_url: str) -> contextlib.AbstractContextManager[str]:
+    return scratch_database(database_url, "t_")
 
 
 @contextlib.contextmanager

@@ -28,15 +28,13 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import sql
 
 from consumers import kafka_clients
 from consumers.benchmarks.day import DayRun, day_messages, run_day
@@ -44,6 +42,7 @@ from consumers.benchmarks.hot_pool import run_hot_pool
 from consumers.benchmarks.store_paths import run_store_paths
 from consumers.cli import CliError
 from consumers.commands.topics import create_topics
+from consumers.scratch_database import scratch_database
 from consumers.settings import Settings, settings_from
 from consumers.store import redacted_url, store_url_from
 
@@ -97,9 +96,9 @@ def run_workload(args: argparse.Namespace) -> int:
         small_day = (_day(args, store_url, size.sessions // 10, work_dir / "tenth", 0)
                      if size.rss_baseline else None)
         lines, _messages = day_messages(size.sessions)
-        with scratch_database(store_url) as url:
+        with _scratch(store_url) as url:
             store = run_store_paths(url, lines, work_dir)
-        with scratch_database(store_url) as hot_url, scratch_database(store_url) as spread_url:
+        with _scratch(store_url) as hot_url, _scratch(store_url) as spread_url:
             hot_pool = run_hot_pool(hot_url, spread_url, lines, work_dir / "hot-pool")
     stop = day.stop_latency
     result: dict[str, Any] = {
@@ -137,7 +136,7 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 def _day(args: argparse.Namespace, store_url: str, sessions: int, logs: Path,
          stop_samples: int) -> DayRun:
-    with scratch_database(store_url) as url:
+    with _scratch(store_url) as url:
         settings = _settings(args, url, f"bench-{uuid.uuid4().hex[:8]}-")
         with closing(kafka_clients.admin(settings)) as admin:
             create_topics(admin, settings.all_topics(), TOPIC_PARTITIONS, 1)
@@ -163,15 +162,6 @@ def _check_services(settings: Settings) -> None:
         raise CliError(f"{exc}; {SERVICES_HINT}") from exc
 
 
-@contextmanager
-def scratch_database(store_url: str) -> Iterator[str]:
-    """A new empty database beside `store_url`'s, dropped afterwards."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    identifier = sql.Identifier(name)
-    with psycopg.connect(store_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
-    try:
-        yield urlsplit(store_url)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(store_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier))
+def _scratch(store_url: str) -> AbstractContextManager[str]:
+    """A database of the bench's own beside `store_url`'s (`bench_` + 12 hex digits)."""
+    return scratch_database(store_url, "bench_", hex_digits=12)

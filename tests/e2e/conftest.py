@@ -14,10 +14,10 @@ import pytest
 
 from consumers import kafka_clients
 from consumers.commands.topics import create_topics
+from consumers.scratch_database import drop_database
 from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
 from ledger.application import Ledger
-from tests.conftest import drop_database
 from tests.e2e.test_billing_models import Stack
 
 S = TypeVar("S", bound=Stack)

@@ -49,12 +49,12 @@ from consumers.commands.topics import create_topics
 from consumers.consumer_loop import inbound_from_record, source_name
 from consumers.kafka_limits import POLL_RECORDS_MAX
 from consumers.kafka_topics import topic_of
+from consumers.scratch_database import drop_database
 from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
 from ledger.domain.inbox import DeadLetter
 from ledger.messages import Envelope
 from tests.builders import T0, driver, location, session_events, tariff, tenant, top_up
-from tests.conftest import drop_database
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ import pytest
 
 from consumers import kafka_clients
 from consumers.benchmarks.ingest import end_offsets
-from tests.conftest import drop_database
+from consumers.scratch_database import drop_database
 from tests.faults.conftest import InjectionLog, rng_for
 from tests.faults.harness import (
     Day,

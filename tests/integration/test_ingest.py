@@ -13,21 +13,18 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from psycopg import sql as psycopg_sql
 
 from consumers.cli import main
 from consumers.commands.ingest import DEAD_LETTERED_EXIT_CODE
 from consumers.event_file import write_event_file
+from consumers.scratch_database import scratch_database
 from consumers.store import open_ledger
 from ledger.domain.ids import command_id
 from ledger.domain.money import round_to_minor_unit
@@ -43,7 +40,6 @@ from tests.builders import (
     tenant,
     top_up,
 )
-from tests.conftest import drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -64,20 +60,11 @@ MALFORMED_LINE = '{"topic": "config", "type": "TenantConfigured", "event": '
 
 
 # ---------------------------------------------------------------------------- stores
-def _with_database(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
 @pytest.fixture
 def another_database(database_url: str) -> Iterator[str]:
     """A second empty PostgreSQL database, for a clean pass beside the one under test."""
-    name = f"t_{uuid.uuid4().hex}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(psycopg_sql.SQL("CREATE DATABASE {}").format(psycopg_sql.Identifier(name)))
-    try:
-        yield _with_database(database_url, name)
-    finally:
-        drop_database(database_url, name)
+    with scratch_database(database_url, "t_") as url:
+        yield url
 
 
 def store_for(kind: str, name: str, tmp_path: Path, request: pytest.FixtureRequest,
