@@ -7,14 +7,17 @@ exits 0. The database owns every partition's position (see consumers/consumer_lo
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import threading
 
 from consumers import kafka_clients
 from consumers.cli import CliError
 from consumers.consumer_loop import ConsumerLoop
 from consumers.kafka_limits import CONSUMER_CLOSE_TIMEOUT_MS
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
-from consumers.settings import add_arguments, settings_from
-from consumers.signals import stop_on_signals
+from consumers.settings import Settings, add_arguments, settings_from
+from consumers.signals import StopRequested, interruptible, stop_on_signals
 from consumers.store import open_store
 
 
@@ -33,25 +36,33 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     configure_logging()
     log = get_logger("consume")
-    ledger = open_store(settings.store_url)
+    # Signals first, as the relay does: a SIGTERM while the store or Kafka is still being
+    # reached is a clean stop too (it exited -15 there, before the handler was in place).
+    with stop_on_signals() as stop, contextlib.suppress(StopRequested):
+        _run(settings, stop, log)
+    log_event(log, "stopped")
+    return 0
+
+
+def _run(settings: Settings, stop: threading.Event, log: logging.Logger) -> None:
+    with interruptible(stop):
+        ledger = open_store(settings.store_url)
     metrics = Metrics()
     consumer = None
     try:
         metrics.serve(settings.metrics_port)
         try:
-            consumer = kafka_clients.consumer(settings)
+            with interruptible(stop):
+                consumer = kafka_clients.consumer(settings)
         except kafka_clients.KafkaUnavailable as exc:
             raise CliError(str(exc)) from exc
         loop = ConsumerLoop(ledger, consumer, settings, metrics, log)
-        with stop_on_signals() as stop:
-            log_event(log, "started", group_id=settings.group_id,
-                      topic_prefix=settings.topic_prefix, metrics_port=settings.metrics_port)
-            loop.run(stop)
+        log_event(log, "started", group_id=settings.group_id,
+                  topic_prefix=settings.topic_prefix, metrics_port=settings.metrics_port)
+        loop.run(stop)
         log_event(log, "stopping")
     finally:
         if consumer is not None:
             consumer.close(autocommit=False, timeout_ms=CONSUMER_CLOSE_TIMEOUT_MS)
         metrics.close()
         ledger.close()
-    log_event(log, "stopped")
-    return 0

@@ -17,7 +17,10 @@ restarts (the ledger keeps the first answer it saw, by event id).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -32,8 +35,8 @@ from consumers.psp_answering import (
     PaymentCommandLoop,
     Publisher,
 )
-from consumers.settings import add_arguments, settings_from
-from consumers.signals import stop_on_signals
+from consumers.settings import Settings, add_arguments, settings_from
+from consumers.signals import StopRequested, interruptible, stop_on_signals
 from consumers.simulation.psp import FLAKY_FAILURES_MAX, RESULT_DELAY_S_MAX, Psp, PspPolicy
 from ledger.messages import PaymentCommand
 
@@ -86,21 +89,33 @@ def run(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, group_id=args.group_id or DEFAULT_PSP_GROUP_ID)
     configure_logging()
     log = get_logger("psp-simulator")
-    consumer = kafka_clients.consumer(settings)
+    # Signals first, as the relay does: a SIGTERM while Kafka is still being reached is a
+    # clean stop too (it exited -15 there, before the handler was in place).
+    with stop_on_signals() as stop, contextlib.suppress(StopRequested):
+        _run(policy, settings, stop, log)
+    log_event(log, "stopped")
+    return 0
+
+
+def _run(policy: PspPolicy, settings: Settings, stop: threading.Event,
+         log: logging.Logger) -> None:
+    with interruptible(stop):
+        consumer = kafka_clients.consumer(settings)
     producer = None
     try:
-        producer = kafka_clients.producer(settings)
+        with interruptible(stop):
+            producer = kafka_clients.producer(settings)
         psp = Psp(policy)
 
         def answer(command: PaymentCommand, _source: CommandRecord) -> Sequence[Answer]:
             return (psp.answer(command),)
 
         loop = PaymentCommandLoop(answer, consumer, Publisher(producer, settings), settings, log)
-        with stop_on_signals() as stop:
+        with interruptible(stop):
             loop.subscribe()
-            log_event(log, "started", group_id=settings.group_id,
-                      topic_prefix=settings.topic_prefix)
-            loop.run(stop)
+        log_event(log, "started", group_id=settings.group_id,
+                  topic_prefix=settings.topic_prefix)
+        loop.run(stop)
     except KafkaError as exc:
         # Answers not acknowledged: their commands were not committed and will be read
         # again by the next run, which answers them the same way.
@@ -109,6 +124,3 @@ def run(args: argparse.Namespace) -> int:
         if producer is not None:
             producer.close(timeout=FLUSH_TIMEOUT_S)
         consumer.close(autocommit=False, timeout_ms=CONSUMER_CLOSE_TIMEOUT_MS)
-    log_event(log, "stopped")
-    return 0
-

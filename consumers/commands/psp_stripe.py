@@ -11,7 +11,9 @@ and committed, and the process exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
 import os
 import threading
 import warnings
@@ -26,8 +28,8 @@ from consumers.psp_answering import FLUSH_TIMEOUT_S, PaymentCommandLoop, Publish
 from consumers.psp_stripe.accounts import StripeAccount, accounts_from_file
 from consumers.psp_stripe.adapter import STRIPE_POLL_RECORDS_MAX, StripeAdapter, StripeUnusable
 from consumers.psp_stripe.webhooks import SeenEvents, WebhookReceiver, webhook_server
-from consumers.settings import add_arguments, settings_from
-from consumers.signals import stop_on_signals
+from consumers.settings import Settings, add_arguments, settings_from
+from consumers.signals import StopRequested, interruptible, stop_on_signals
 from ledger.messages import PaymentResult
 
 with warnings.catch_warnings():
@@ -89,14 +91,26 @@ def run(args: argparse.Namespace) -> int:
                                    group_id=args.group_id or DEFAULT_PSP_STRIPE_GROUP_ID)
     configure_logging()
     log = get_logger("psp-stripe")
+    # Signals first, as the relay does: a SIGTERM while Kafka is still being reached is a
+    # clean stop too.
+    with stop_on_signals() as stop, contextlib.suppress(StopRequested):
+        _run(args, accounts, api_base, settings, stop, log)
+    log_event(log, "stopped")
+    return 0
+
+
+def _run(args: argparse.Namespace, accounts: dict[str, StripeAccount], api_base: str | None,
+         settings: Settings, stop: threading.Event, log: logging.Logger) -> None:
     metrics = Metrics()
     psp_metrics = PspMetrics(metrics.registry)
-    consumer = kafka_clients.consumer(settings)
+    with interruptible(stop):
+        consumer = kafka_clients.consumer(settings)
     producer = None
     seen: SeenEvents | None = None
     server = None
     try:
-        producer = kafka_clients.producer(settings)
+        with interruptible(stop):
+            producer = kafka_clients.producer(settings)
         publisher = Publisher(producer, settings)
         adapter = StripeAdapter(accounts, log, api_base=api_base, metrics=psp_metrics)
         loop = PaymentCommandLoop(adapter, consumer, publisher, settings, log,
@@ -118,14 +132,14 @@ def run(args: argparse.Namespace) -> int:
             threading.Thread(target=server.serve_forever, name="stripe-webhooks",
                              daemon=True).start()
         metrics.serve(settings.metrics_port)
-        with stop_on_signals() as stop:
+        with interruptible(stop):
             loop.subscribe()
-            log_event(log, "started", group_id=settings.group_id,
-                      topic_prefix=settings.topic_prefix, tenants=sorted(accounts),
-                      test_mode=sorted(t for t, a in accounts.items() if a.is_test_mode),
-                      api_base=api_base or "stripe", webhook_port=args.webhook_port,
-                      metrics_port=settings.metrics_port)
-            loop.run(stop)
+        log_event(log, "started", group_id=settings.group_id,
+                  topic_prefix=settings.topic_prefix, tenants=sorted(accounts),
+                  test_mode=sorted(t for t, a in accounts.items() if a.is_test_mode),
+                  api_base=api_base or "stripe", webhook_port=args.webhook_port,
+                  metrics_port=settings.metrics_port)
+        loop.run(stop)
     except StripeUnusable as exc:
         # Nothing of the current poll was committed: it is answered after the fix.
         raise CliError(str(exc)) from exc
@@ -141,5 +155,3 @@ def run(args: argparse.Namespace) -> int:
             producer.close(timeout=FLUSH_TIMEOUT_S)
         consumer.close(autocommit=False, timeout_ms=CONSUMER_CLOSE_TIMEOUT_MS)
         metrics.close()
-    log_event(log, "stopped")
-    return 0

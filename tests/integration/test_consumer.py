@@ -490,3 +490,26 @@ def test_a_record_speaking_for_another_tenant_is_dead_lettered(
         reasons = sorted(item["reason"] for item in build_report(db)["dead_letters"]["items"])
     assert "does not match the record key 't1:d1'" in reasons[0] + reasons[1]
     assert "'t2' is not served by these topics (accepted: t1)" in reasons[0] + reasons[1]
+
+
+def test_sigterm_while_kafka_is_still_being_reached_is_a_clean_stop(tmp_path: Path) -> None:
+    # It exited -15 here: the handler was installed only once Kafka had answered.
+    store = tmp_path / "store.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli", "consume", "--store", f"sqlite:///{store}",
+         "--bootstrap-servers", f"127.0.0.1:{free_port()}"],  # nothing listens there
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        # The store is opened after the handler is in place, and Kafka is reached after it.
+        wait_until(lambda: store.exists() or process.poll() is not None, CONSUME_DEADLINE_S,
+                   "the consumer opening its store")
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=PROCESS_EXIT_DEADLINE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert '"event":"stopped"' in stderr
