@@ -19,7 +19,7 @@ Events and their results (the PaymentIntent's metadata names the command, calls.
 | --- | --- |
 | payment_intent.amount_capturable_updated (authorize) | hold_authorized |
 | payment_intent.succeeded (charge) | charge_succeeded |
-| payment_intent.payment_failed (authorize / charge) | hold_failed / charge_failed |
+| payment_intent.payment_failed (any command) | its failure: hold_failed, charge_failed, ... |
 | charge.refunded (each refund carrying a refund command's metadata) | refunded |
 Anything else, or an event whose metadata names no evledger command of this tenant, is
 acknowledged and ignored (a Stripe account also takes payments evledger did not ask for).
