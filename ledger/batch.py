@@ -136,17 +136,10 @@ class Batch:
         """Track a newly created aggregate so its events are saved with the batch."""
         self._remember(aggregate)
 
-    def issue(self, command: Envelope, key: str, subject: dict[str, str], *,
-              new: bool = False) -> None:
-        """Record an outbound command in this transaction (the outbox).
-
-        `new`: the caller's own aggregate vouches that this id was never issued (it records
-        each id it issues in this same transaction, e.g. a session's cost-update sequence),
-        so the store need not be asked; one read per command was a third of their cost."""
+    def issue(self, command: Envelope, key: str, subject: dict[str, str]) -> None:
+        """Record an outbound command in this transaction (the outbox)."""
         command_aggregate_id = OutboundCommand.create_id(command.tenant_id, command.event_id)
-        if new:
-            issued_before = False
-        elif self._assume_new_commands:
+        if self._assume_new_commands:
             issued_before = command_aggregate_id in self._touched
         else:
             issued_before = self.get(OutboundCommand, command_aggregate_id) is not None

@@ -91,8 +91,4 @@ def _send(
         ),
         key=f"{session.tenant_id}:{tx}",
         subject={"kind": "session", "id": session.id.hex},
-        # The session records each sequence it sends in this transaction: a running update
-        # under this id cannot exist yet. The final one may be re-sent by a settlement that
-        # runs again, so the outbox is asked.
-        new=not final,
     )
