@@ -115,14 +115,14 @@ def secured_broker(directory: Path, users: dict[str, str],
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / "broker.log"
     keystore, cafile = _certificate(directory, log)
-    properties = _properties(directory, keystore, free_port(), free_port(), free_port())
+    secure_port = free_port()
+    properties = _properties(directory, keystore, free_port(), secure_port, free_port())
     classpath = ["java", HEAP, "-cp", f"{libs}/*"]
     scram = [f"SCRAM-SHA-512=[name={name},password={password}]"
              for name, password in users.items()]
     _run([*classpath, "kafka.tools.StorageTool", "format", "--standalone", "-t",
           _cluster_id(), "-c", str(properties),
           *[arg for entry in scram for arg in ("--add-scram", entry)]], log)
-    secure_port = _listener_port(properties, "SECURE")
     broker = SecuredBroker(bootstrap=f"127.0.0.1:{secure_port}", cafile=cafile, users=users,
                            log=log)
     with log.open("a") as out:
@@ -154,11 +154,3 @@ def _cluster_id() -> str:
     # KRaft cluster ids are 16 random bytes in URL-safe base64 without padding.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
-
-def _listener_port(properties: Path, name: str) -> int:
-    for line in properties.read_text().splitlines():
-        if line.startswith("listeners="):
-            for listener in line.removeprefix("listeners=").split(","):
-                if listener.startswith(f"{name}://"):
-                    return int(listener.rsplit(":", 1)[1])
-    raise AssertionError(f"no {name} listener in {properties}")
