@@ -301,8 +301,13 @@ def run_forever(
     poll_interval_ms: int = PROJECTION_POLL_INTERVAL_MS,
     on_page: PageCallback | None = None,
     on_connection: ConnectionCallback | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> int:
     """Catch up, wait for new events, repeat, until `stop` is set; returns events applied.
+
+    The read-model schema is made sure of first, inside the reconnect loop below, so a
+    connection lost while starting is ridden through like one lost later; `on_start` runs
+    once, after that, on the database (the caller's first look at its position).
 
     Each round is bounded: one catch-up (bounded by the log's length when it started) and
     one wait of at most `poll_interval_ms`. Setting `stop` lets the current page commit.
@@ -319,10 +324,16 @@ def run_forever(
     failures = 0
     lost: tuple[type[Exception], ...] = (
         *db.connection_errors, PersistenceOperationalError, PersistenceInterfaceError)
+    started = False
     while not stop.is_set():
         try:
             if failures:
                 db.reconnect()
+            ensure_schema(db)
+            if not started:
+                if on_start is not None:
+                    on_start()
+                started = True
             with new_events_signal(ledger, stop) as wait_for_new_events:
                 while not stop.is_set():
                     applied += catch_up(ledger, db, should_stop=stop.is_set, on_page=on_page)

@@ -135,16 +135,23 @@ def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
     log = get_logger("project")
     metrics = Metrics()
     projection = ProjectionMetrics(metrics.registry)
-    with closing(open_store(store_url)) as ledger, closing(open_read_model(ledger)) as db:
+    # Signals first: a SIGTERM while the store is still being reached is a clean stop too.
+    with stop_on_signals() as stop, closing(open_store(store_url)) as ledger, \
+            closing(open_read_model(ledger)) as db:
         try:
             metrics.serve(metrics_port)
-            ensure_schema(db)
-            position = stored_position(db) or 0
-            lag = _lag(ledger, position)
-            projection.position.set(position)
-            projection.lag.set(lag)
+            last_position = [0]
+            started = [False]  # the schema exists and the position was read
 
-            last_position = [position]
+            def on_start() -> None:
+                started[0] = True
+                position = stored_position(db) or 0
+                lag = _lag(ledger, position)
+                last_position[0] = position
+                projection.position.set(position)
+                projection.lag.set(lag)
+                log_event(log, "started", store=redacted_url(store_url), position=position,
+                          lag=lag, metrics_port=metrics_port)
 
             def on_page(page: PageApplied) -> None:
                 last_position[0] = page.last_id
@@ -167,11 +174,8 @@ def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
                               retry_in_s=change.delay_s, error=change.error)
 
             started_s = time.monotonic()
-            with stop_on_signals() as stop:
-                log_event(log, "started", store=redacted_url(store_url), position=position,
-                          lag=lag, metrics_port=metrics_port)
-                applied = run_forever(ledger, db, stop, on_page=on_page,
-                                      on_connection=on_connection)
+            applied = run_forever(ledger, db, stop, on_page=on_page,
+                                  on_connection=on_connection, on_start=on_start)
             elapsed_s = time.monotonic() - started_s
         except ProjectionError as exc:
             log_event(log, "failed", logging.ERROR, error=str(exc))
@@ -179,7 +183,7 @@ def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
         finally:
             metrics.close()
         # Stopped while the database is away: report the last position a page reached.
-        final = _position_if_reachable(db) or last_position[0]
+        final = (_position_if_reachable(db) if started[0] else None) or last_position[0]
         log_event(log, "stopped", events=applied,
                   seconds=round(elapsed_s, LOGGED_SECONDS_DIGITS), position=final,
                   summary=summary("stopped after", applied, elapsed_s, final))

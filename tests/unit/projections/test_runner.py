@@ -3,8 +3,10 @@ atomicity, rebuilds, as-of views. (The same runner against real stores: tests/in
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import _GeneratorContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -13,7 +15,7 @@ import pytest
 from ledger.domain.wallet import Wallet
 from projections import runner
 from projections.as_of import replay_until
-from projections.database import SqliteReadModel
+from projections.database import SqliteReadModel, Transaction
 from projections.report import build_report, render_json
 from projections.runner import (
     PositionConflict,
@@ -187,3 +189,55 @@ def test_run_forever_catches_up_and_returns_once_asked_to_stop(
 
     assert not thread.is_alive()
     assert applied == [fed.ledger.recorder.max_notification_id()]
+
+
+class _LostOnFirstTransaction(SqliteReadModel):
+    """A read model whose connection is lost once, at the projector's very first step."""
+
+    connection_errors: tuple[type[Exception], ...] = (ConnectionError,)
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.lost = 0
+
+    def transaction(self) -> _GeneratorContextManager[Transaction]:
+        if not self.lost:
+            self.lost += 1
+            raise ConnectionError("server closed the connection unexpectedly")
+        return super().transaction()
+
+
+def test_run_forever_rides_through_a_connection_lost_while_it_starts(
+    fed: LedgerDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `ledger project` exited 1 when its backend was terminated while it made sure of the
+    # schema: that first step was outside the reconnect loop.
+    monkeypatch.setattr(runner, "reconnect_delay_s", lambda _attempt: 0.0)
+    db = _LostOnFirstTransaction()
+    stop = threading.Event()
+    changes: list[runner.ConnectionChange] = []
+    starts: list[int | None] = []
+    thread = threading.Thread(target=lambda: run_forever(
+        fed.ledger, db, stop, poll_interval_ms=20, on_connection=changes.append,
+        on_start=lambda: starts.append(stored_position(db))))
+    thread.start()
+    try:
+        for _ in range(500):
+            if stored_position_or_none(db) == fed.ledger.recorder.max_notification_id():
+                break
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert db.lost == 1 and [c.restored for c in changes] == [False, True]
+    assert starts == [None]  # once, after the schema exists: nothing projected yet
+    assert stored_position(db) == fed.ledger.recorder.max_notification_id()
+    db.close()
+
+
+def stored_position_or_none(db: SqliteReadModel) -> int | None:
+    try:
+        return stored_position(db)
+    except sqlite3.OperationalError:
+        return None  # no schema yet
