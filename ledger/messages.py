@@ -94,6 +94,14 @@ NonNegDec = Annotated[Dec, Field(ge=0)]
 # Money in major units: bounded for every currency (see AMOUNT_MAJOR_MAX).
 Amount = Annotated[NonNegDec, Field(le=AMOUNT_MAJOR_MAX)]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
+# A seller's or buyer's data on an e-invoice (EN 16931): printed text, an ISO 3166-1 alpha-2
+# country (EN 16931's code list; OCPI's locations use alpha-3), a VAT id with its country
+# prefix (the VIES shape), an e-mail address.
+PartyText = Annotated[str, Field(min_length=1, max_length=200)]
+Postcode = Annotated[str, Field(min_length=1, max_length=20)]
+CountryAlpha2 = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+VatId = Annotated[str, Field(pattern=r"^[A-Z]{2}[0-9A-Z+*.]{2,13}$")]
+EmailAddress = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 
 
 # Text fields that may be longer than TEXT_CHARS_MAX and span lines.
@@ -356,10 +364,11 @@ class Configuration(Envelope):
 
 
 class TenantConfigured(Configuration):
-    # v2 added time_zone (schemas/history/TenantConfigured/v2.avsc).
-    SCHEMA_VERSION: ClassVar[int] = 2
+    # v2 added time_zone and cost updates, v3 the seller's invoice data
+    # (schemas/history/TenantConfigured/).
+    SCHEMA_VERSION: ClassVar[int] = 3
 
-    schema_version: SchemaVersion = 2
+    schema_version: SchemaVersion = 3
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     preauth_hold_amount: Amount
     preauth_stop_threshold_percent: Annotated[Dec, Field(gt=0, le=100)] = Decimal(95)
@@ -374,6 +383,15 @@ class TenantConfigured(Configuration):
     # default, for a CSMS that does not read cost updates yet).
     cost_update_step: Amount = Decimal(0)
     cost_update_interval_s: Annotated[int, Field(ge=0, le=86_400)] = 300
+    # v3: the seller on e-invoices (EN 16931 BG-4); a v1/v2 producer sends none, and an
+    # e-invoice then says which one it lacks.
+    legal_name: PartyText | None = None
+    vat_id: VatId | None = None
+    address_street: PartyText | None = None
+    address_postcode: Postcode | None = None
+    address_city: PartyText | None = None
+    address_country: CountryAlpha2 | None = None
+    invoice_email: EmailAddress | None = None
 
 
 class TariffPublished(Configuration):
@@ -433,10 +451,11 @@ class SubscriptionChanged(Configuration):
 
 
 class PartnerConfigured(Configuration):
-    # v2 added payment_terms and payment_method_token (schemas/history/PartnerConfigured/v2.avsc).
-    SCHEMA_VERSION: ClassVar[int] = 2
+    # v2 added payment_terms and payment_method_token, v3 the buyer's invoice data
+    # (schemas/history/PartnerConfigured/).
+    SCHEMA_VERSION: ClassVar[int] = 3
 
-    schema_version: SchemaVersion = 2
+    schema_version: SchemaVersion = 3
     partner_id: Id
     billing_period: Literal["monthly", "quarterly", "semi_annual", "annual"]
     pool_limit: Amount
@@ -445,6 +464,15 @@ class PartnerConfigured(Configuration):
     # invoice: the settlement invoice is left as a receivable; card: charged to the token.
     payment_terms: Literal["invoice", "card"] = "invoice"
     payment_method_token: Id | None = None
+    # v3: the buyer on e-invoices (EN 16931 BG-7) and the reference it asked for (BT-10).
+    legal_name: PartyText | None = None
+    vat_id: VatId | None = None
+    address_street: PartyText | None = None
+    address_postcode: Postcode | None = None
+    address_city: PartyText | None = None
+    address_country: CountryAlpha2 | None = None
+    buyer_reference: PartyText | None = None
+    invoice_email: EmailAddress | None = None
 
 
 class EnrolmentChanged(Configuration):

@@ -182,6 +182,58 @@ def test_every_type_still_reads_what_its_v1_producers_wrote_unframed(message: En
     assert decoded.model_dump(mode="json") == {**record, **added, "schema_version": 1}
 
 
+# ---------------------------------------------------------------- v3: invoice parties
+PARTY_FIELDS: dict[str, tuple[str, ...]] = {
+    "TenantConfigured": ("legal_name", "vat_id", "address_street", "address_postcode",
+                         "address_city", "address_country", "invoice_email"),
+    "PartnerConfigured": ("legal_name", "vat_id", "address_street", "address_postcode",
+                          "address_city", "address_country", "buyer_reference",
+                          "invoice_email"),
+}
+
+
+@pytest.mark.parametrize("type_name", sorted(PARTY_FIELDS))
+def test_a_framed_v2_configuration_decodes_with_the_v3_reader_without_party_data(
+    type_name: str,
+) -> None:
+    # What a producer that knows nothing of e-invoices keeps sending.
+    v2 = _history(type_name, 2)
+    record = {
+        name: value
+        for name, value in full_sample(type_name).model_dump(mode="json").items()
+        if name not in PARTY_FIELDS[type_name]
+    } | {"schema_version": 2}
+
+    decoded = decode(type_name, _framed(fingerprint_of(v2), _body(v2, record)))
+
+    assert decoded.schema_version == 2
+    assert all(getattr(decoded, name) is None for name in PARTY_FIELDS[type_name])
+    assert decoded.model_dump(mode="json") == record | dict.fromkeys(PARTY_FIELDS[type_name])
+
+
+@pytest.mark.parametrize("type_name", sorted(PARTY_FIELDS))
+def test_a_v3_configuration_round_trips_with_its_party_data(type_name: str) -> None:
+    message = full_sample(type_name)
+
+    decoded = decode(type_name, encode(message))
+
+    assert decoded == message
+    assert MESSAGE_TYPES[type_name].SCHEMA_VERSION == 3
+    assert default_schemas().live_writer(type_name).version == 3
+    assert all(getattr(decoded, name) for name in PARTY_FIELDS[type_name])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("address_country", "DEU"), ("vat_id", "123"), ("invoice_email", "no-at-sign")],
+)
+def test_party_data_of_the_wrong_shape_is_an_invalid_message(field: str, value: str) -> None:
+    record = minimal_sample("TenantConfigured").model_dump(mode="json") | {field: value}
+
+    with pytest.raises(InvalidMessage, match=field):
+        parse_message("TenantConfigured", record)
+
+
 # ---------------------------------------------------------------- refused
 def test_an_unknown_fingerprint_is_an_invalid_message_that_says_so() -> None:
     body = encode(minimal_sample("ClockTicked"))[SINGLE_OBJECT_HEADER_BYTES:]
