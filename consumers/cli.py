@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consumers.commands.tariff",
     "consumers.commands.cdr",
     "consumers.commands.receipt",
+    "consumers.commands.einvoice",
     "consumers.commands.consume",
     "consumers.commands.relay",
     "consumers.commands.project",

@@ -23,12 +23,15 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from ledger.domain.money import Money
 from projections import finance_sql as q_sql
+from projections.einvoice import EInvoiceError, EInvoiceSource
+from projections.invoice_parties import party_as_of
 from projections.tenant_isolation import Query
 from projections.values import amount_from_minor
 
@@ -154,6 +157,58 @@ def document(query: Query, tenant_id: str, number: str) -> dict[str, Any] | None
     head = next(d for d in documents(query, tenant_id) if d["number"] == number)
     head["lines"] = json.loads(rows[0][0])
     return head
+
+
+# ---------------------------------------------------------------------------- e-invoices
+SETTLEMENT_REFERENCE_PREFIX = "corporate:"  # corporate:<partner>:<period start>
+
+
+def einvoice_source(query: Query, tenant_id: str, number: str) -> EInvoiceSource | None:
+    """What the e-invoice of document `number` shows (projections/einvoice.py): the
+    document, the tenant as seller and the customer as buyer as configured when it was
+    issued, its dates in the tenant's time zone; None when the tenant has no such number."""
+    found = document(query, tenant_id, number)
+    if found is None:
+        return None
+    issued_at = datetime.fromisoformat(found["issued_at"])
+    seller = _invoice_party(query, tenant_id, "tenant", tenant_id, issued_at)
+    zone = ZoneInfo((seller or {}).get("time_zone") or "UTC")
+    buyer = _invoice_party(query, tenant_id, "partner", found["bill_to"], issued_at)
+    return EInvoiceSource(
+        document=found, seller_id=tenant_id, seller=seller, buyer_id=found["bill_to"],
+        buyer=buyer, issue_date=issued_at.astimezone(zone).date(),
+        period=_settled_period(query, tenant_id, found, zone),
+        payment_terms=(buyer or {}).get("payment_terms"),
+    )
+
+
+def _invoice_party(query: Query, tenant_id: str, kind: str, party_id: str,
+                   at: datetime) -> dict[str, str | None] | None:
+    rows = query(q_sql.TENANT_INVOICE_PARTY.text,
+                 {"tenant_id": tenant_id, "party_kind": kind, "party_id": party_id})
+    return party_as_of(rows, at)
+
+
+def _settled_period(query: Query, tenant_id: str, found: dict[str, Any],
+                    zone: ZoneInfo) -> tuple[date, date] | None:
+    """A partner settlement's billing period, first and last day in the tenant's zone (its
+    reference names the partner's period start; the corporate account has its end)."""
+    if found["kind"] != "corporate_settlement":
+        return None
+    prefix = f"{SETTLEMENT_REFERENCE_PREFIX}{found['bill_to']}:"
+    reference = str(found["reference"])
+    if not reference.startswith(prefix):
+        raise EInvoiceError(f"{found['number']}: reference {reference!r} names no period")
+    start = datetime.fromisoformat(reference[len(prefix):])
+    for partner_id, period_start, period_end, *_ in query(
+        q_sql.TENANT_CORPORATE_ACCOUNTS.text, {"tenant_id": tenant_id}
+    ):
+        if partner_id == found["bill_to"] and datetime.fromisoformat(period_start) == start:
+            # The end is the next period's first instant: the last day is the one before.
+            last = datetime.fromisoformat(period_end) - timedelta(microseconds=1)
+            return start.astimezone(zone).date(), last.astimezone(zone).date()
+    raise EInvoiceError(f"{found['number']}: no corporate account of {found['bill_to']!r} "
+                        f"for the period starting {start.isoformat()}")
 
 
 # ---------------------------------------------------------------------------- sessions

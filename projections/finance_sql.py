@@ -51,6 +51,14 @@ TENANT_DOCUMENT_LINES = Statement(
     "tenant_document_lines",
     "SELECT lines_json FROM rm_invoices WHERE tenant_id = :tenant_id AND number = :number",
 )
+# Every configured version of one invoice party (projections/invoice_parties.py).
+TENANT_INVOICE_PARTY = Statement(
+    "tenant_invoice_party",
+    "SELECT effective_at, event_id, legal_name, vat_id, address_street, address_postcode,"
+    " address_city, address_country, invoice_email, buyer_reference, time_zone, payment_terms"
+    " FROM rm_invoice_parties WHERE tenant_id = :tenant_id AND party_kind = :party_kind"
+    " AND party_id = :party_id",
+)
 TENANT_SESSIONS = Statement(
     "tenant_sessions",
     "SELECT session_id, status, billing_model, driver_id, location_id, charge_point_id,"

@@ -28,6 +28,8 @@ NATURAL_KEY_FIELDS: dict[str, str | tuple[str, ...]] = {
     "SessionRefunds": "transaction_id",
     # A partner's pool is one per period: "<partner_id>|<period start, ISO>".
     "CorporatePool": ("partner_id", "period_start"),
+    # Configuration, one per kind and key: "<kind>|<key>", e.g. "partner|ptn-1".
+    "EffectiveDated": ("kind", "key"),
 }
 NATURAL_KEY_SEPARATOR = "|"
 # Aggregates complete in their creation event (one per inbound message, or per command):

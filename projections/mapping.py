@@ -2,7 +2,7 @@
 
 Each read model declares the events it projects; the journal books any event that carries
 journal entries. Events no read model needs (meter readings, processed-message markers,
-configuration, schedules) make no change.
+most configuration, schedules) make no change.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from projections import (
     corporate,
     inbox,
+    invoice_parties,
     invoices,
     outbox,
     refunds,
@@ -27,7 +28,8 @@ from projections.journal import books_money, entries_booked
 Handler = Callable[[Any, Identities], list[RowChange]]
 
 HANDLERS: dict[type, Handler] = {}
-for _module in (sessions, invoices, wallets, inbox, outbox, corporate, tariffs, refunds):
+for _module in (sessions, invoices, wallets, inbox, outbox, corporate, tariffs, refunds,
+                invoice_parties):
     _overlap = HANDLERS.keys() & _module.HANDLERS.keys()
     assert not _overlap, f"two read models claim {_overlap}"
     HANDLERS.update(_module.HANDLERS)

@@ -218,6 +218,30 @@ TABLES: tuple[tuple[str, str], ...] = (
         )""",
     ),
     (
+        # The seller (a tenant) and buyers (its partners) on e-invoices: every configured
+        # version, effective-dated, so an invoice shows the parties as they were when it was
+        # issued (projections/invoice_parties.py).
+        "rm_invoice_parties",
+        """CREATE TABLE IF NOT EXISTS rm_invoice_parties (
+            tenant_id TEXT NOT NULL,
+            party_kind TEXT NOT NULL,
+            party_id TEXT NOT NULL,
+            effective_at TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            legal_name TEXT,
+            vat_id TEXT,
+            address_street TEXT,
+            address_postcode TEXT,
+            address_city TEXT,
+            address_country TEXT,
+            invoice_email TEXT,
+            buyer_reference TEXT,
+            time_zone TEXT,
+            payment_terms TEXT,
+            PRIMARY KEY (tenant_id, party_kind, party_id, effective_at, event_id)
+        )""",
+    ),
+    (
         # Each refund of a settled session: who got what back, and its credit notes.
         "rm_refunds",
         """CREATE TABLE IF NOT EXISTS rm_refunds (
@@ -345,6 +369,16 @@ SELECT_TARIFFS = Statement(
     "select_tariffs",
     "SELECT tenant_id, tariff_id, effective_at, language, explanation_json, warnings_json"
     " FROM rm_tariffs",
+)
+INVOICE_PARTY_CONFIGURED = Statement(
+    "invoice_party_configured",
+    "INSERT INTO rm_invoice_parties (tenant_id, party_kind, party_id, effective_at, event_id,"
+    " legal_name, vat_id, address_street, address_postcode, address_city, address_country,"
+    " invoice_email, buyer_reference, time_zone, payment_terms)"
+    " VALUES (:tenant_id, :party_kind, :party_id, :effective_at, :event_id, :legal_name,"
+    " :vat_id, :address_street, :address_postcode, :address_city, :address_country,"
+    " :invoice_email, :buyer_reference, :time_zone, :payment_terms)"
+    " ON CONFLICT (tenant_id, party_kind, party_id, effective_at, event_id) DO NOTHING",
 )
 CORPORATE_ACCOUNT_OPENED = Statement(
     "corporate_account_opened",

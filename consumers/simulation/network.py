@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from consumers.simulation.parties import seller_fields
 from ledger.domain.session_cdr import ALPHA3_OF_ALPHA2
 from ledger.messages import (
     Configuration,
@@ -368,6 +369,7 @@ def configuration_events(
         retry_schedule_hours=list(RETRY_SCHEDULE_HOURS), block_sessions_on_overdue_debt=True,
         time_zone=tenant.time_zone, cost_update_step=COST_UPDATE_STEP_EUR,
         cost_update_interval_s=COST_UPDATE_INTERVAL_S,
+        **seller_fields(tenant_id, tenant.country),
     )]
     for tariff in tenant.tariffs:
         events.append(TariffPublished(

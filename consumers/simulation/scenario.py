@@ -213,10 +213,12 @@ class _Simulation:
             ):
                 self._publish(message, configured_at)
             partner = partner_configured(
-                voucher_plan, configured_at, self._voucher_ids[tenant.tenant_id])
+                voucher_plan, configured_at, self._voucher_ids[tenant.tenant_id],
+                tenant.country)
             self._publish(partner, configured_at)
             sponsor_ids = EventIds(f"{tenant.tenant_id}-sponsor")
-            for message in sponsor_events(sponsor, configured_at, sponsor_ids):
+            for message in sponsor_events(sponsor, configured_at, sponsor_ids,
+                                          tenant.country):
                 self._publish(message, configured_at)
             tick = month_end_tick(sponsor, sponsor_ids)
             self._at(tick.now, self._publisher(tick))

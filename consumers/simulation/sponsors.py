@@ -32,9 +32,11 @@ from decimal import Decimal
 from consumers.simulation.network import (
     CONFIG_PRODUCER,
     SPECIAL_PROFILES,
+    Country,
     EventIds,
     TenantSpec,
 )
+from consumers.simulation.parties import buyer_fields
 from consumers.simulation.planner import DayPlan
 from consumers.simulation.vouchers import VoucherPlan
 from ledger.domain.billing_calendar import (
@@ -139,8 +141,11 @@ def plan_sponsors(
     )
 
 
-def sponsor_events(plan: SponsorPlan, at: datetime, event_id: EventIds) -> list[Configuration]:
-    """Partners, plans, enrolments and subscriptions, effective (and published) at `at`."""
+def sponsor_events(
+    plan: SponsorPlan, at: datetime, event_id: EventIds, country: Country
+) -> list[Configuration]:
+    """Partners (in the operator's `country`), plans, enrolments and subscriptions,
+    effective (and published) at `at`."""
     common = {"tenant_id": plan.tenant_id, "occurred_at": at, "effective_at": at,
               "producer": CONFIG_PRODUCER}
     events: list[Configuration] = [
@@ -149,11 +154,13 @@ def sponsor_events(plan: SponsorPlan, at: datetime, event_id: EventIds) -> list[
             billing_period="monthly", pool_limit=plan.fleet_pool,
             discount_percent=Decimal(10), payment_terms="card",
             payment_method_token=f"tok-{plan.fleet_id}",
+            **buyer_fields(plan.fleet_id, country),
         ),
         PartnerConfigured(
             event_id=event_id("partner"), **common, partner_id=plan.employer_id,
             billing_period="quarterly", pool_limit=EMPLOYER_POOL_EUR,
             discount_percent=Decimal(5), own_sites_only=True,
+            **buyer_fields(plan.employer_id, country),
         ),
         PlanPublished(
             event_id=event_id("plan"), **common, plan_id=plan.prepaid_plan_id,

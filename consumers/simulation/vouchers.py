@@ -37,11 +37,13 @@ from consumers.simulation.network import (
     CONFIG_PRODUCER,
     CURRENCY,
     SPECIAL_PROFILES,
+    Country,
     DriverSpec,
     EventIds,
     TenantSpec,
     location_ids,
 )
+from consumers.simulation.parties import buyer_fields
 from consumers.simulation.planner import DayPlan, day_start_utc
 from ledger.messages import PartnerConfigured, VoucherBatchIssued, VoucherRedemptionRequested
 
@@ -296,12 +298,16 @@ def _net_price(vat_percent: Decimal) -> Decimal:
 
 
 # ---------------------------------------------------------------- messages
-def partner_configured(plan: VoucherPlan, at: datetime, event_id: EventIds) -> PartnerConfigured:
-    """The partner, effective (and published) with the rest of the configuration."""
+def partner_configured(
+    plan: VoucherPlan, at: datetime, event_id: EventIds, country: Country
+) -> PartnerConfigured:
+    """The partner (in the operator's `country`), effective (and published) with the rest
+    of the configuration."""
     return PartnerConfigured(
         event_id=event_id("partner"), tenant_id=plan.tenant_id, occurred_at=at,
         effective_at=at, producer=CONFIG_PRODUCER, partner_id=plan.partner_id,
         billing_period="monthly", pool_limit=PARTNER_POOL_LIMIT_EUR,
+        **buyer_fields(plan.partner_id, country),
     )
 
 
