@@ -19,6 +19,7 @@ from consumers.finance_api.auth import api_key_header, tenant_or_401
 from consumers.finance_api.rendering import document_html
 from projections import finance_queries as fq
 from projections.business_as_of import CUTOFF_CHARS_MAX, BusinessCutoff, CutoffError
+from projections.einvoice import EInvoiceError, NotAnEInvoice, einvoice_xml
 from projections.tenant_isolation import Query as BooksQuery
 
 router = APIRouter(prefix="/api/v1", dependencies=[Security(api_key_header)])
@@ -94,12 +95,38 @@ def get_document(request: Request, tenant: Tenant, number: str) -> dict[str, Any
     return _document(request, tenant, number)
 
 
-@router.get("/documents/{number}/download", summary="a document as a JSON or HTML file",
-            responses=NOT_FOUND, response_class=Response)
+EINVOICE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "format=cii of a document that is not a C- or V- invoice"},
+    409: {"description": "format=cii: the seller or buyer configuration lacks a field "
+                         "EN 16931 requires (the message names it)"},
+}
+
+
+def _einvoice(request: Request, tenant: str, number: str) -> bytes:
+    """The EN 16931 e-invoice of a C- or V- invoice (projections/einvoice.py)."""
+    with request.app.state.desk.read(tenant) as q:
+        source = fq.einvoice_source(q, tenant, number)
+    if source is None:
+        raise HTTPException(404, f"no document {number!r}")
+    try:
+        return einvoice_xml(source)
+    except NotAnEInvoice as exc:
+        raise HTTPException(400, str(exc)) from None
+    except EInvoiceError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/documents/{number}/download",
+            summary="a document as a JSON or HTML file, or a C-/V- invoice as an EN 16931 "
+                    "e-invoice (format=cii: UN/CEFACT CII XML)",
+            responses=NOT_FOUND | EINVOICE_ERRORS, response_class=Response)
 def download_document(request: Request, tenant: Tenant, number: str,
-                      format: Literal["json", "html"] = "json") -> Response:
-    found = _document(request, tenant, number)
+                      format: Literal["json", "html", "cii"] = "json") -> Response:
     name = exports.safe_filename(number)
+    if format == "cii":
+        return Response(_einvoice(request, tenant, number), media_type="application/xml",
+                        headers=exports.attachment(f"{name}.xml"))
+    found = _document(request, tenant, number)
     if format == "html":
         return HTMLResponse(document_html(found, tenant),
                             headers=exports.attachment(f"{name}.html"))

@@ -6,11 +6,15 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from projections.einvoice import EINVOICE_KINDS
+
 TEMPLATES = Environment(
     loader=PackageLoader("consumers.finance_api", "templates"),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True, lstrip_blocks=True,
 )
+# Which documents offer an e-invoice download (the pages link it only for those).
+TEMPLATES.globals["einvoice_kinds"] = frozenset(EINVOICE_KINDS)
 
 
 def render(template: str, **context: Any) -> str:
