@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.einvoice_checks import assert_totals_add_up, read_einvoice
 from tests.finance_desk import (
     HTTP_TIMEOUT_S,
     TENANTS,
@@ -169,11 +170,45 @@ def test_another_tenants_ids_are_not_found(desk: Desk) -> None:
     for number in theirs_only:
         assert desk.get(f"/api/v1/documents/{number}").status_code == 404
         assert desk.get(f"/api/v1/documents/{number}/download").status_code == 404
+        assert desk.get(f"/api/v1/documents/{number}/download",
+                        format="cii").status_code == 404
     # Same numbers in both series are each tenant's own document.
     shared = sorted(mine & {d["number"] for d in desk.every("/api/v1/documents", tenant=OTHER)})
     assert shared
     assert (desk.ok(f"/api/v1/documents/{shared[0]}")
             != desk.ok(f"/api/v1/documents/{shared[0]}", tenant=OTHER))
+
+
+def test_partner_invoices_download_as_valid_einvoices_of_the_keys_tenant(desk: Desk) -> None:
+    numbers: dict[str, set[str]] = {}
+    for tenant in TENANTS:
+        partner_invoices = [d for d in desk.every("/api/v1/documents", tenant=tenant)
+                            if d["kind"] in {"corporate_settlement", "voucher_batch"}]
+        assert partner_invoices, tenant
+        numbers[tenant] = {d["number"] for d in partner_invoices}
+        for document in partner_invoices:
+            response = desk.get(f"/api/v1/documents/{document['number']}/download", tenant,
+                                format="cii")
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"].startswith("application/xml")
+            assert f"{document['number']}.xml" in response.headers["content-disposition"]
+
+            figures = read_einvoice(response.content)
+
+            # The seller is the key's tenant even where both tenants have this number.
+            assert (figures.seller_id, figures.buyer_id) == (tenant, document["bill_to"])
+            assert figures.grand_total == Decimal(document["total_incl_vat"])
+            assert_totals_add_up(figures)
+    assert numbers[TENANT] & numbers[OTHER], "the same number in both tenants' series"
+
+
+def test_an_einvoice_of_a_receipt_is_a_400_that_says_why(desk: Desk) -> None:
+    receipt = next(d for d in desk.every("/api/v1/documents", kind="session_receipt"))
+
+    response = desk.get(f"/api/v1/documents/{receipt['number']}/download", format="cii")
+
+    assert response.status_code == 400
+    assert "e-invoices are given for partner settlement" in response.json()["message"]
 
 
 # ---------------------------------------------------------------------------- sessions
