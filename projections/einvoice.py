@@ -18,6 +18,9 @@ VAT categories: a rate > 0 is S (standard), 0 is Z (zero rated), no rate ("no VA
 applicable", OCPI) is O (not subject to VAT), which EN 16931 does not let share an invoice
 with other categories (BR-O-11..14) and which carries no VAT ids (BR-O-02).
 
+A credit note (CN-) that corrects a C- or V- invoice is an EN 16931 credit note (type 381)
+naming that invoice; other credit notes correct receipts to drivers and get none.
+
 The seller is the tenant (TenantConfigured v3), the buyer the partner billed
 (PartnerConfigured v3), both as configured when the invoice was issued
 (projections/invoice_parties.py). A field EN 16931 requires and the configuration lacks is a
@@ -45,14 +48,17 @@ from drafthorse.models.payment import PaymentTerms
 from drafthorse.models.tradelines import LineItem
 from lxml import etree
 
+from ledger.domain.invoice import SERIES_PREFIXES
 from ledger.domain.money import currency_exponent
 
 # The EN 16931 core profile (CIUS-free), and the XSD drafthorse validates it against.
 GUIDELINE_ID = "urn:cen.eu:en16931:2017"
 SCHEMA = "FACTUR-X_EN16931"
-# Documents that are invoices to a business (UNTDID 1001 380: commercial invoice).
+# Documents that are invoices to a business (UNTDID 1001 380: commercial invoice), and
+# credit notes (381) when they correct one of those.
 EINVOICE_KINDS: dict[str, str] = {"corporate_settlement": "380", "voucher_batch": "380"}
-INVOICE_TYPE_CODE = "380"
+CREDIT_NOTE_KIND = "credit_note"
+CREDIT_NOTE_TYPE_CODE = "381"
 VAT_SCHEME = "VAT"
 VAT_ID_SCHEME = "VA"  # a tax registration that is a VAT id (BT-31, BT-48)
 EMAIL_SCHEME = "EM"  # an electronic address that is an e-mail (BT-34, BT-49)
@@ -79,7 +85,8 @@ class EInvoiceError(Exception):
 
 
 class NotAnEInvoice(EInvoiceError):
-    """The document is not of a series issued to a business (only C- and V- are)."""
+    """The document is not of a series issued to a business (C-, V-, and the credit notes
+    that correct those)."""
 
 
 class MissingPartyData(EInvoiceError):
@@ -99,6 +106,8 @@ class EInvoiceSource:
     issue_date: date
     period: tuple[date, date] | None = None  # first and last day billed (inclusive)
     payment_terms: str | None = None  # the partner's: invoice or card
+    # A credit note's corrected C-/V- invoice: its number and issue date (EN 16931 BG-3).
+    corrects: tuple[str, date] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +135,15 @@ class Totals:
     tax_total: Decimal
     grand_total: Decimal
     due_payable: Decimal
+
+
+def offers_einvoice(kind: str, reference: str) -> bool:
+    """Whether a document of `kind` with `reference` has an e-invoice (for links to it): a
+    C- or V- invoice, or a credit note whose reference is the number of one."""
+    if kind in EINVOICE_KINDS:
+        return True
+    prefixes = {SERIES_PREFIXES[k] for k in EINVOICE_KINDS}
+    return kind == CREDIT_NOTE_KIND and reference.split("-", 1)[0] in prefixes
 
 
 def vat_category(rate: Decimal | None) -> str:
@@ -226,12 +244,7 @@ def einvoice_xml(source: EInvoiceSource) -> bytes:
     """The document as EN 16931 CII XML, validated against the schema (steps 1-5)."""
     document = source.document
     number = str(document["number"])
-    type_code = EINVOICE_KINDS.get(str(document["kind"]))
-    if type_code is None:
-        raise NotAnEInvoice(
-            f"{number} is a {document['kind']}: e-invoices are given for partner settlement "
-            "(C-) and voucher batch (V-) invoices"
-        )
+    type_code = _type_code(source)
     currency = str(document["currency"])
     lines: list[Mapping[str, Any]] = list(document["lines"])
     groups = vat_breakdown(lines, currency)
@@ -247,6 +260,12 @@ def einvoice_xml(source: EInvoiceSource) -> bytes:
     doc.header.id = number
     doc.header.type_code = type_code
     doc.header.issue_date_time = source.issue_date
+    if source.corrects is not None:
+        # A credit note's lines are what it credits, positive as on the document (the type
+        # code 381 says it is a credit); it names the invoice it corrects (BT-25, BT-26).
+        corrected_number, corrected_on = source.corrects
+        doc.trade.settlement.invoice_referenced_document.issuer_assigned_id = corrected_number
+        doc.trade.settlement.invoice_referenced_document.issue_date_time = corrected_on
     _note(doc.header.notes, f"Reference: {document['reference']}")
 
     for index, line in enumerate(line for line in lines if not is_allowance(line)):
@@ -286,6 +305,22 @@ def einvoice_xml(source: EInvoiceSource) -> bytes:
     summation.prepaid_total = Decimal(0).quantize(totals.line_total)
     summation.due_amount = totals.due_payable
     return _validated(doc, number)
+
+
+def _type_code(source: EInvoiceSource) -> str:
+    document = source.document
+    kind = str(document["kind"])
+    if kind == CREDIT_NOTE_KIND and source.corrects is not None:
+        return CREDIT_NOTE_TYPE_CODE
+    type_code = EINVOICE_KINDS.get(kind)
+    if type_code is None:
+        corrects = (f" correcting {document['reference']}" if kind == CREDIT_NOTE_KIND
+                    else "")
+        raise NotAnEInvoice(
+            f"{document['number']} is a {kind}{corrects}: e-invoices are given for partner "
+            "settlement (C-) and voucher batch (V-) invoices and the credit notes of those"
+        )
+    return type_code
 
 
 def _validated(doc: Any, number: str) -> bytes:

@@ -30,7 +30,12 @@ from zoneinfo import ZoneInfo
 
 from ledger.domain.money import Money
 from projections import finance_sql as q_sql
-from projections.einvoice import EInvoiceError, EInvoiceSource
+from projections.einvoice import (
+    CREDIT_NOTE_KIND,
+    EINVOICE_KINDS,
+    EInvoiceError,
+    EInvoiceSource,
+)
 from projections.invoice_parties import party_as_of
 from projections.tenant_isolation import Query
 from projections.values import amount_from_minor
@@ -174,12 +179,28 @@ def einvoice_source(query: Query, tenant_id: str, number: str) -> EInvoiceSource
     seller = _invoice_party(query, tenant_id, "tenant", tenant_id, issued_at)
     zone = ZoneInfo((seller or {}).get("time_zone") or "UTC")
     buyer = _invoice_party(query, tenant_id, "partner", found["bill_to"], issued_at)
+    corrected = _corrected_invoice(query, tenant_id, found)
     return EInvoiceSource(
         document=found, seller_id=tenant_id, seller=seller, buyer_id=found["bill_to"],
         buyer=buyer, issue_date=issued_at.astimezone(zone).date(),
-        period=_settled_period(query, tenant_id, found, zone),
+        period=_settled_period(query, tenant_id, corrected or found, zone),
         payment_terms=(buyer or {}).get("payment_terms"),
+        corrects=None if corrected is None else (
+            corrected["number"],
+            datetime.fromisoformat(corrected["issued_at"]).astimezone(zone).date()),
     )
+
+
+def _corrected_invoice(query: Query, tenant_id: str, found: dict[str, Any]
+                       ) -> dict[str, Any] | None:
+    """The C- or V- invoice a credit note corrects (its reference), or None."""
+    if found["kind"] != CREDIT_NOTE_KIND:
+        return None
+    corrected = next((d for d in documents(query, tenant_id)
+                      if d["number"] == found["reference"]), None)
+    if corrected is None or corrected["kind"] not in EINVOICE_KINDS:
+        return None
+    return corrected
 
 
 def _invoice_party(query: Query, tenant_id: str, kind: str, party_id: str,

@@ -6,7 +6,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from projections.einvoice import EINVOICE_KINDS
+from projections.einvoice import offers_einvoice
 
 TEMPLATES = Environment(
     loader=PackageLoader("consumers.finance_api", "templates"),
@@ -14,7 +14,7 @@ TEMPLATES = Environment(
     trim_blocks=True, lstrip_blocks=True,
 )
 # Which documents offer an e-invoice download (the pages link it only for those).
-TEMPLATES.globals["einvoice_kinds"] = frozenset(EINVOICE_KINDS)
+TEMPLATES.globals["offers_einvoice"] = offers_einvoice
 
 
 def render(template: str, **context: Any) -> str:

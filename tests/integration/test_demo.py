@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import time
 from collections import Counter
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import pytest
 
 from consumers.cli import main
+from consumers.event_file import write_event_file
+from ledger.messages import RefundRequested
 from tests.einvoice_checks import assert_totals_add_up, read_einvoice
 
 # The contract asks for "well under a minute" on a 2-core machine; a loaded CI box gets some
@@ -200,3 +204,43 @@ def test_einvoice_errors_are_one_line_and_change_nothing(
         captured = capsys.readouterr()
         assert captured.out == ""
         assert captured.err.count("\n") == 1 and says in captured.err, captured.err
+
+
+def test_a_credit_note_of_a_settled_partner_session_is_an_en16931_credit_note(
+    demo: tuple[Path, str, float], tmp_path: Path
+) -> None:
+    # On a copy: the demo's own store stays as the other tests read it.
+    shutil.copy(demo[0] / "evledger.db", tmp_path / "evledger.db")
+    store = f"sqlite:///{tmp_path / 'evledger.db'}"
+    report = report_of(demo)
+    settlement = next(i for i in report["invoices"] if i["kind"] == "corporate_settlement")
+    session = next(s for s in report["sessions"] if any(
+        p["payer"] == "partner" and p["id"] == settlement["bill_to"] for p in s["charged_to"]))
+    events = tmp_path / "refund.jsonl"
+    write_event_file(events, [RefundRequested(
+        event_id="refund-partner-session", tenant_id=settlement["tenant_id"],
+        occurred_at=datetime.fromisoformat(settlement["issued_at"]) + timedelta(days=2),
+        producer="finance-desk", session_id=session["session_id"],
+        currency=session["currency"], reason="charger fault",
+    )])
+    assert main(["ingest", "--events", str(events), "--store", store]) == 0
+    credit_note = next(i for i in json.loads(_report_json(store))["invoices"]
+                       if i["kind"] == "credit_note" and i["bill_to"] == settlement["bill_to"])
+    out = tmp_path / "credit-note.xml"
+
+    assert main(["einvoice", "--tenant", settlement["tenant_id"], "--invoice",
+                 credit_note["number"], "--store", store, "--out", str(out)]) == 0
+
+    xml = out.read_bytes()
+    figures = read_einvoice(xml)
+    assert figures.grand_total == Decimal(credit_note["total_incl_vat"])
+    assert_totals_add_up(figures)
+    assert b"<ram:TypeCode>381</ram:TypeCode>" in xml
+    assert f"<ram:IssuerAssignedID>{settlement['number']}<".encode() in xml
+
+
+def _report_json(store: str) -> str:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["report", "--json", "--store", store]) == 0
+    return buffer.getvalue()

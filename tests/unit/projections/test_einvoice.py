@@ -4,6 +4,7 @@ model's figures exactly, a missing party field named; and the parties they show.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from projections.einvoice import (
     MissingPartyData,
     NotAnEInvoice,
     einvoice_xml,
+    offers_einvoice,
 )
 from projections.invoice_parties import PARTY_FIELDS, party_as_of
 from projections.mapping import changes_for
@@ -156,6 +158,29 @@ def test_any_settlement_validates_and_its_totals_are_the_read_models(
     assert len(figures.vat) == len({line["vat_rate"] for line in lines})
 
 
+def test_a_credit_note_of_a_partner_invoice_is_type_381_naming_that_invoice() -> None:
+    document = _document([_line("Refund of charging session s2: goodwill", "5.00", "0.95",
+                                "19")], kind="credit_note", number="CN-000003")
+    source = replace(_source({**document, "reference": "C-000007"}),
+                     corrects=("C-000007", date(2026, 4, 2)))
+
+    xml = einvoice_xml(source)
+
+    figures = read_einvoice(xml)
+    assert figures.grand_total == Decimal("5.95")
+    assert_totals_add_up(figures)
+    assert b"<ram:TypeCode>381</ram:TypeCode>" in xml
+    assert b"<ram:IssuerAssignedID>C-000007</ram:IssuerAssignedID>" in xml
+
+
+def test_only_partner_invoices_and_their_credit_notes_offer_an_einvoice() -> None:
+    assert offers_einvoice("corporate_settlement", "corporate:p:2026-03-01T00:00:00Z")
+    assert offers_einvoice("voucher_batch", "voucher_batch:B")
+    assert offers_einvoice("credit_note", "C-000001")
+    assert not offers_einvoice("credit_note", "R-000001")
+    assert not offers_einvoice("session_receipt", "session:s1")
+
+
 # ---------------------------------------------------------------- refused, with why
 @pytest.mark.parametrize(
     ("seller", "buyer", "named"),
@@ -174,6 +199,14 @@ def test_a_missing_field_the_profile_requires_is_named(
 def test_a_party_never_configured_says_so() -> None:
     with pytest.raises(MissingPartyData, match="no buyer data: partner 'ptn-1'"):
         einvoice_xml(_source(_document(SETTLEMENT_LINES), buyer=None))
+
+
+def test_a_credit_note_of_a_drivers_receipt_is_not_an_einvoice() -> None:
+    document = {**_document([_line("Refund", "1.00", "0.19", "19")], kind="credit_note",
+                            number="CN-000001"), "reference": "R-000004"}
+
+    with pytest.raises(NotAnEInvoice, match="CN-000001 is a credit_note correcting R-000004"):
+        einvoice_xml(_source(document))
 
 
 def test_a_receipt_is_not_an_einvoice() -> None:
