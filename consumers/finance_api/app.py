@@ -2,7 +2,8 @@
 
 Every error is JSON `{"message": ...}` (pages: a short HTML page), with a 4xx status for
 anything the caller can fix: 400 bad period/cursor/filter, 401 no or bad key, 404 unknown
-(or another tenant's) id, 422 a parameter of the wrong shape.
+(or another tenant's) id, 409 an e-invoice whose parties lack a required field (api.py),
+422 a parameter of the wrong shape.
 """
 
 from __future__ import annotations
