@@ -221,7 +221,7 @@ def test_every_projected_event_is_a_real_event_class_of_the_domain() -> None:
         "ChargingSession.Opened", "ChargingSession.PayerResolved",
         "ChargingSession.Settled", "ChargingSession.StopRequested",
         "CorporatePool.Opened", "CorporatePool.SessionCovered", "DeadLetter.Recorded",
-        "InvoiceSeries.Issued", "OutboundCommand.Issued",
+        "EffectiveDated.Changed", "InvoiceSeries.Issued", "OutboundCommand.Issued",
         "ParkingLot.Parked", "ParkingLot.Released",
         "Refusal.Refused", "SessionRefunds.Refunded", "TariffPublication.Published",
         "Wallet.Opened",
