@@ -71,3 +71,26 @@ def test_every_simulated_location_is_in_its_operators_country_as_ocpi_spells_it(
             e.country_code for e in events if isinstance(e, LocationConfigured)
         }
     assert countries == {"DE": {"DEU"}, "AT": {"AUT"}}
+
+
+def test_every_simulated_operator_and_partner_has_what_an_einvoice_requires() -> None:
+    # The wire models validate the shapes (alpha-2 country, VAT id, e-mail) on construction.
+    from datetime import UTC, datetime
+
+    from consumers.simulation.network import COUNTRIES
+    from consumers.simulation.parties import buyer_fields
+    from ledger.messages import PartnerConfigured
+
+    at = datetime(2026, 3, 3, tzinfo=UTC)
+    for index in range(len(COUNTRIES)):
+        tenant = build_tenant(index, 12, random.Random(2))
+        seller = configuration_events(tenant, at, EventIds(tenant.tenant_id))[0]
+        assert isinstance(seller, TenantConfigured)
+        assert seller.legal_name and seller.vat_id and seller.invoice_email
+        assert seller.address_country == tenant.country.code
+        assert seller.vat_id.startswith(tenant.country.code)
+        buyer = PartnerConfigured(
+            event_id="e", tenant_id=tenant.tenant_id, occurred_at=at, producer="p",
+            effective_at=at, partner_id="ptn-x-fleet", billing_period="monthly",
+            pool_limit=Decimal(1), **buyer_fields("ptn-x-fleet", tenant.country))
+        assert buyer.legal_name and buyer.buyer_reference and buyer.address_country
