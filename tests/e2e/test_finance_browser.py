@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.einvoice_checks import read_einvoice
 from tests.finance_desk import TENANTS, ingest, issue_keys, serving, simulated_day
 
 pytestmark = pytest.mark.e2e
@@ -125,6 +126,12 @@ def test_finance_pages_in_a_real_browser(desk: tuple[str, str],
     number = rows[1].find_element(By.TAG_NAME, "a").text
     _open(driver, f"{base_url}/invoices/{number}", number)
     _shot(driver, "document")
+
+    # A partner invoice's page links its EN 16931 e-invoice, and the download validates.
+    _open(driver, f"{base_url}/invoices/V-000001", "V-000001")
+    driver.find_element(By.ID, "download-einvoice").click()
+    einvoice = _downloaded(downloads, ".xml")
+    assert read_einvoice(einvoice.read_bytes()).number == "V-000001"
 
     _open(driver, f"{base_url}/sessions", "Sessions")
     session_link = driver.find_element(By.CSS_SELECTOR, "#sessions tr:nth-child(2) a")
