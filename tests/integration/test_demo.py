@@ -17,7 +17,7 @@ import pytest
 
 from consumers.cli import main
 from consumers.event_file import write_event_file
-from ledger.messages import RefundRequested
+from ledger.messages import PartnerConfigured, RefundRequested
 from tests.einvoice_checks import assert_totals_add_up, read_einvoice
 
 # The contract asks for "well under a minute" on a 2-core machine; a loaded CI box gets some
@@ -244,3 +244,29 @@ def _report_json(store: str) -> str:
     with contextlib.redirect_stdout(buffer):
         assert main(["report", "--json", "--store", store]) == 0
     return buffer.getvalue()
+
+
+def test_a_partner_reconfigured_without_its_name_before_an_invoice_gets_no_einvoice(
+    demo: tuple[Path, str, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A v2 producer's PartnerConfigured (no invoice data), in force when V-000001 was issued.
+    shutil.copy(demo[0] / "evledger.db", tmp_path / "evledger.db")
+    store = f"sqlite:///{tmp_path / 'evledger.db'}"
+    invoice = next(i for i in report_of(demo)["invoices"] if i["kind"] == "voucher_batch")
+    issued_at = datetime.fromisoformat(invoice["issued_at"])
+    events = tmp_path / "reconfigured.jsonl"
+    write_event_file(events, [PartnerConfigured(
+        event_id="partner-without-invoice-data", tenant_id=invoice["tenant_id"],
+        occurred_at=issued_at, producer="config", schema_version=2,
+        effective_at=issued_at - timedelta(minutes=1), partner_id=invoice["bill_to"],
+        billing_period="monthly", pool_limit=Decimal("100.00"),
+    )])
+    assert main(["ingest", "--events", str(events), "--store", store]) == 0
+    capsys.readouterr()
+
+    assert main(["einvoice", "--tenant", invoice["tenant_id"], "--invoice",
+                 invoice["number"], "--store", store]) == 2
+
+    err = capsys.readouterr().err
+    assert f"partner '{invoice['bill_to']}' lacks what EN 16931 requires of the buyer" in err
+    assert "legal_name (buyer name, BT-44), address_country (buyer country, BT-55)" in err
