@@ -280,7 +280,14 @@ def einvoice_xml(source: EInvoiceSource) -> bytes:
         # Delivered when invoiced (a voucher batch): the actual delivery date (BT-72).
         doc.trade.delivery.event.occurrence = source.issue_date
 
-    settlement = doc.trade.settlement
+    _settle(doc.trade.settlement, source, lines, groups, totals)
+    return _validated(doc, number)
+
+
+def _settle(settlement: Any, source: EInvoiceSource, lines: Sequence[Mapping[str, Any]],
+            groups: Sequence[VatGroup], totals: Totals) -> None:
+    """The settlement part: VAT breakdown, period, allowances, terms, totals."""
+    currency = str(source.document["currency"])
     settlement.currency_code = currency
     for group in groups:
         settlement.trade_tax.add(_vat_entry(group))
@@ -304,7 +311,6 @@ def einvoice_xml(source: EInvoiceSource) -> bytes:
     summation.grand_total = totals.grand_total
     summation.prepaid_total = Decimal(0).quantize(totals.line_total)
     summation.due_amount = totals.due_payable
-    return _validated(doc, number)
 
 
 def _type_code(source: EInvoiceSource) -> str:
