@@ -127,12 +127,17 @@ def test_a_lost_notify_delays_the_projector_by_one_poll_at_most(
 ) -> None:
     apply_without_projecting(store_url, "test:before", day_messages(1, tenants=("t1",)))
     stop = threading.Event()
-    with closing(open_ledger(store_url)) as follower, closing(open_read_model(follower)) as db:
+    # The runner's connection is its own: the test reads the position through another one
+    # (one psycopg connection used by two threads fails: "another command is already in
+    # progress").
+    with closing(open_ledger(store_url)) as follower, \
+            closing(open_read_model(follower)) as runner_db, \
+            closing(open_read_model(follower)) as db:
         ensure_schema(db)
         if store_kind == "postgresql":
             # LISTEN on a channel nobody notifies: every NOTIFY is "lost" for this runner.
             follower.recorder.channel_name = "evledger_no_notify"  # type: ignore[attr-defined]
-        thread = threading.Thread(target=run_forever, args=(follower, db, stop))
+        thread = threading.Thread(target=run_forever, args=(follower, runner_db, stop))
         thread.start()
         try:
             with closing(open_ledger(store_url)) as writer:
