@@ -72,7 +72,8 @@ class ChargeLines:
         return {line.vat_rate: line.vat for line in self.lines}
 
 
-def _rate_key(rate: VatRate) -> Decimal:
+def rate_key(rate: VatRate) -> Decimal:
+    """Rates in order, no rate first."""
     return Decimal(-1) if rate is None else rate
 
 
@@ -81,18 +82,20 @@ def charge_lines(cost: SessionCost) -> ChargeLines:
     gross = round_to_minor_unit(cost.total_incl_vat, currency)
     net = round_to_minor_unit(cost.total_excl_vat, currency)
     vat = gross - net
-    rates = sorted(cost.by_vat_rate, key=_rate_key) or [None]
+    rates = sorted(cost.by_vat_rate, key=rate_key) or [None]
     net_weights = [abs(cost.by_vat_rate.get(r, (Decimal(0), Decimal(0)))[0]) for r in rates]
     vat_weights = [abs(cost.by_vat_rate.get(r, (Decimal(0), Decimal(0)))[1]) for r in rates]
-    nets = _spread(net, net_weights, currency)
-    vats = _spread(vat, vat_weights if any(vat_weights) else net_weights, currency)
+    nets = spread(net, net_weights, currency)
+    vats = spread(vat, vat_weights if any(vat_weights) else net_weights, currency)
     lines = tuple(
         ChargeLine(rate, n, v) for rate, n, v in zip(rates, nets, vats, strict=True)
     )
     return ChargeLines(currency, tuple(line for line in lines if line.net or line.vat))
 
 
-def _spread(amount: Decimal, weights: list[Decimal], currency: str) -> list[Decimal]:
+def spread(amount: Decimal, weights: list[Decimal], currency: str) -> list[Decimal]:
+    """A rounded `amount` split by `weights` (largest remainder; all zero: the first takes
+    it), so the parts add up to it exactly."""
     if amount == 0:
         return [Decimal(0)] * len(weights)
     if not any(weights):
@@ -100,6 +103,11 @@ def _spread(amount: Decimal, weights: list[Decimal], currency: str) -> list[Deci
     sign = Decimal(1) if amount > 0 else Decimal(-1)
     shares = Money(abs(amount), currency).allocate(weights)
     return [sign * share.amount for share in shares]
+
+
+def vat_on(net: Decimal, rate: VatRate, currency: str) -> Decimal:
+    """VAT at `rate` (percent) on a rounded net, rounded half up; no VAT rate: none."""
+    return Decimal(0) if rate is None else round_to_minor_unit(net * rate / 100, currency)
 
 
 def split_gross(

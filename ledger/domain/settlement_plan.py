@@ -22,7 +22,7 @@ from ledger.domain.journal import JournalEntry, Posting, account, sale, transfer
 from ledger.domain.money import Money, minor_unit, round_to_minor_unit
 from ledger.domain.payer import Payer
 from ledger.domain.payer_waterfall import Share, Source, pour
-from ledger.domain.settlement import ChargeLine, ChargeLines, split_gross
+from ledger.domain.settlement import ChargeLine, ChargeLines, split_gross, vat_on
 from ledger.domain.subscription import AllowanceLeft
 
 
@@ -68,11 +68,7 @@ def discounted(lines: ChargeLines, discount_percent: Decimal) -> ChargeLines:
     billed: list[ChargeLine] = []
     for line in lines.lines:
         net = round_to_minor_unit(line.net * keep, lines.currency)
-        vat = (
-            Decimal(0) if line.vat_rate is None
-            else round_to_minor_unit(net * line.vat_rate / 100, lines.currency)
-        )
-        billed.append(ChargeLine(line.vat_rate, net, vat))
+        billed.append(ChargeLine(line.vat_rate, net, vat_on(net, line.vat_rate, lines.currency)))
     return ChargeLines(lines.currency, tuple(billed))
 
 

@@ -9,7 +9,6 @@ time, on the tenant's schedule) the pool is invoiced to the partner in its own s
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,8 +19,9 @@ from ledger.domain.billing_calendar import partner_period_containing
 from ledger.domain.configuration import EffectiveDated, config_id
 from ledger.domain.corporate_pool import CorporatePool
 from ledger.domain.journal import account
+from ledger.domain.partner_settlement import partner_invoice
 from ledger.domain.payer import PartnerTerms
-from ledger.domain.settlement import ChargeLines, VatRate
+from ledger.domain.settlement import ChargeLines
 from ledger.handlers.documents import issue_document
 from ledger.handlers.lookups import config_as_of, schedule_of
 from ledger.handlers.orders import open_charge
@@ -119,71 +119,33 @@ def settle_partner_period(
     batch: Batch, tenant_id: str, pool_hex: str, at: datetime, tenant: dict[str, Any]
 ) -> None:
     """Invoice one partner period: a line per driver and VAT rate (the sessions attached),
-    the discount as its own line per rate, totals; charged by card or left receivable."""
+    the discount as its own line per rate, VAT per rate on the rate's basis, totals; the VAT
+    rounding against what the sessions booked is journalled with the settlement; charged by
+    card or left receivable."""
     pool = batch.get(CorporatePool, UUID(hex=pool_hex))
     if pool is None or pool.is_settled:
         return
     if not pool.covered:
         pool.settle(None, [])
         return
-    lines = _settlement_lines(pool)
+    invoice = partner_invoice(pool.covered, pool.currency)
     partner = config_as_of(batch, "partner", tenant_id, pool.partner_id, pool.period_start) or {}
+    period = pool.period_start.isoformat()
     number = issue_document(
         batch, tenant_id, "corporate_settlement",
-        reference=f"corporate:{pool.partner_id}:{pool.period_start.isoformat()}",
+        reference=f"corporate:{pool.partner_id}:{period}",
         bill_to=pool.partner_id, currency=pool.currency, issued_at=at,
         lines=ChargeLines(pool.currency, ()), description="",
-        extra_lines=lines,
+        extra_lines=invoice.lines,
     )
     if partner.get("payment_terms") == "card" and partner.get("payment_method_token"):
         open_charge(
             batch, tenant_id, tenant["retry_schedule_hours"], purpose="partner_settlement",
-            reference=number, driver_id=pool.partner_id, amount=pool.used,
+            reference=number, driver_id=pool.partner_id, amount=invoice.total_incl_vat,
             currency=pool.currency, token=partner["payment_method_token"],
             settles_account=account("partner_receivable", pool.partner_id), at=at,
         )
-    pool.settle(number, [])
-
-
-def _settlement_lines(pool: CorporatePool) -> list[dict[str, Any]]:
-    """Per driver and VAT rate: the covered net at full price and the VAT billed; per rate,
-    the discount as a negative net. Lines add up to what the partner was billed."""
-    share_net: dict[tuple[str, VatRate], Decimal] = defaultdict(Decimal)
-    billed_vat: dict[tuple[str, VatRate], Decimal] = defaultdict(Decimal)
-    discount_net: dict[VatRate, Decimal] = defaultdict(Decimal)
-    sessions: dict[str, list[str]] = defaultdict(list)
-    for covered in pool.covered:
-        driver = covered["driver_id"]
-        sessions[driver].append(covered["transaction_id"])
-        for line in covered["share_lines"]:
-            rate = _rate(line)
-            share_net[(driver, rate)] += Decimal(line["net"])
-            discount_net[rate] += Decimal(line["net"])
-        for line in covered["billed_lines"]:
-            rate = _rate(line)
-            billed_vat[(driver, rate)] += Decimal(line["vat"])
-            discount_net[rate] -= Decimal(line["net"])
-    lines: list[dict[str, Any]] = []
-    for driver, rate in sorted(share_net, key=lambda k: (k[0], _rate_key(k[1]))):
-        lines.append({
-            "description": f"Charging by driver {driver}",
-            "driver_id": driver, "sessions": sorted(sessions[driver]),
-            "vat_rate": None if rate is None else str(rate),
-            "net": str(share_net[(driver, rate)]), "vat": str(billed_vat[(driver, rate)]),
-        })
-    for rate in sorted(discount_net, key=_rate_key):
-        if discount_net[rate]:
-            lines.append({
-                "description": "Discount",
-                "vat_rate": None if rate is None else str(rate),
-                "net": str(-discount_net[rate]), "vat": "0",
-            })
-    return lines
-
-
-def _rate(line: dict[str, Any]) -> VatRate:
-    return None if line["vat_rate"] is None else Decimal(line["vat_rate"])
-
-
-def _rate_key(rate: VatRate) -> Decimal:
-    return Decimal(-1) if rate is None else rate
+    rounding = invoice.vat_rounding_entry(
+        f"settlement_vat_rounding:{tenant_id}:{pool.partner_id}:{period}", pool.partner_id
+    )
+    pool.settle(number, [] if rounding is None else [rounding.to_dict()])

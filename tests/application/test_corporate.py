@@ -142,14 +142,23 @@ def test_the_period_end_issues_one_settlement_invoice_with_a_line_per_driver() -
     [invoice] = [doc for doc in issued_documents(d) if doc["kind"] == "corporate_settlement"]
     assert (invoice["number"], invoice["bill_to"]) == ("C-000001", "P1")
     lines = {(line["description"], line.get("driver_id")): line for line in invoice["lines"]}
+    # Billed per session: 10.71 (9.00 + 1.71) + 4.28 + 4.28 (3.60 + 0.68) = 19.27, VAT 3.07.
+    # The invoice's 19 % basis is 18.00 - 1.80 = 16.20 and 16.20 x 19 % = 3.078 -> 3.08;
+    # spread by the VAT booked (1.71 : 1.36): 308 x 171/307 = 171.56, 308 x 136/307 = 136.44,
+    # floors 171 + 136 and the left cent to the larger remainder: w 1.72, post 1.36.
     post = lines[("Charging by driver post", "post")]
     assert (post["sessions"], post["net"], post["vat"]) == (["tx2", "tx3"], "8.00", "1.36")
     w = lines[("Charging by driver w", "w")]
-    assert (w["sessions"], w["net"], w["vat"]) == (["tx1"], "10.00", "1.71")
+    assert (w["sessions"], w["net"], w["vat"]) == (["tx1"], "10.00", "1.72")
     assert lines[("Discount", None)]["net"] == "-1.80"
-    # What the partner was billed per session, to the cent: 10.71 + 4.28 + 4.28 (3.60 + 0.68).
-    assert invoice["total_incl_vat"] == Decimal("19.27")
-    assert d.balance("partner_receivable:P1") == Decimal("19.27")
+    assert invoice["total_incl_vat"] == Decimal("19.28")  # 16.20 + 3.08
+    # The cent of VAT rounding is booked at settlement: the partner owes the invoice total.
+    assert d.balance("partner_receivable:P1") == Decimal("19.28")
+    assert d.balance("vat_payable:19") == Decimal("-3.08")
+    [rounding] = [e for e in d.journal() if e.entry_id.startswith("settlement_vat_rounding:")]
+    assert rounding.entry_id == "settlement_vat_rounding:t1:P1:2026-02-28T23:00:00+00:00"
+    assert {p.account: p.amount for p in rounding.postings} == {
+        "partner_receivable:P1": Decimal("0.01"), "vat_payable:19": Decimal("-0.01")}
     assert d.new_commands() == [], "invoice terms: left as a receivable"
     balanced(d)
 
@@ -163,6 +172,22 @@ def test_a_partner_paying_by_card_is_charged_the_settlement() -> None:
         "charge", "11.90", "tok-p1")
     d.answer(charge, "charge_succeeded")
     assert d.balance("partner_receivable:P1") == 0
+
+
+def test_a_partner_paying_by_card_is_charged_the_invoice_total_with_its_vat_rounding() -> None:
+    d = network(partner(payment_terms="card", payment_method_token="tok-p1",
+                        discount_percent=Decimal("10")), enrol("post"))
+    d.apply_each(session_events("tx1", "post", "10"))
+    d.apply_each(session_events("tx2", "post", "10", start=T0 + timedelta(hours=2)))
+    d.apply(tick(T0.replace(day=31, hour=22) + timedelta(hours=48)))
+    # Each session billed 3.60 + 0.68 (3.60 x 19 % = 0.684) = 4.28, so 8.56 in all; the
+    # invoice's VAT is 7.20 x 19 % = 1.368 -> 1.37, its total 8.57: what the card is charged.
+    [charge] = d.new_commands()
+    assert (charge["action"], charge["amount"]) == ("charge", "8.57")
+    assert d.balance("partner_receivable:P1") == Decimal("8.57")
+    d.answer(charge, "charge_succeeded")
+    assert d.balance("partner_receivable:P1") == 0
+    balanced(d)
 
 
 def test_an_enrolment_with_an_unknown_partner_is_refused_with_the_reason() -> None:
