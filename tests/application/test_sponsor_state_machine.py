@@ -12,7 +12,8 @@ redeliveries. After every step:
 - each settled session's shares add up to its price; each pool's covered shares add up to
   the partner rows of its sessions, and a settled pool's invoice equals what it covered;
 - every journal entry balances, and the partners' receivables equal what their pools
-  covered (their terms leave the settlements as receivables);
+  covered, a settled pool's being its invoice's total (what it covered and the VAT
+  rounding booked at settlement; their terms leave the settlements as receivables);
 and at the end a fresh ledger fed the same messages reaches the same state.
 
 Profile as in test_ledger_state_machine.py (`EVLEDGER_STATEFUL_PROFILE`: ci or long).
@@ -228,7 +229,7 @@ class SponsorMachine(RuleBasedStateMachine):
                     assert used["sessions"] <= plan.allowance_sessions
 
     @invariant()
-    def books_balance_and_partners_owe_what_they_covered(self) -> None:
+    def books_balance_and_partners_owe_what_they_were_billed(self) -> None:
         view = self._view()
         entries = view.journals.get("t1", [])
         assert all(sum(p.amount for p in e.postings) == 0 for e in entries)
@@ -238,16 +239,25 @@ class SponsorMachine(RuleBasedStateMachine):
             for p in e.postings:
                 if p.account.startswith("partner_receivable:"):
                     owed[p.account.split(":", 1)[1]] += p.amount
-        used: dict[str, Decimal] = defaultdict(Decimal)
-        for s in view.states.values():
-            if s["__class__"] == "CorporatePool":
-                used[s["partner_id"]] += s["used"]
-        assert {k: v for k, v in owed.items() if v} == {k: v for k, v in used.items() if v}
+        rounding = {e.entry_id: sum((p.amount for p in e.postings
+                                     if p.account.startswith("partner_receivable:")), Decimal(0))
+                    for e in entries if e.entry_id.startswith("settlement_vat_rounding:")}
         invoices = {e.number: e.document for e in view.events
                     if isinstance(e, InvoiceSeries.Issued)}
+        billed: dict[str, Decimal] = defaultdict(Decimal)
         for s in view.states.values():
-            if s["__class__"] == "CorporatePool" and s["invoice_number"]:
-                assert invoices[s["invoice_number"]]["total_incl_vat"] == s["used"]
+            if s["__class__"] != "CorporatePool":
+                continue
+            billed[s["partner_id"]] += s["used"]
+            if s["invoice_number"]:
+                # The invoice is what was covered and its VAT rounding, booked at settlement.
+                entry_id = (f"settlement_vat_rounding:t1:{s['partner_id']}:"
+                            f"{s['period_start'].isoformat()}")
+                total = invoices[s["invoice_number"]]["total_incl_vat"]
+                assert total == s["used"] + rounding.pop(entry_id, Decimal(0))
+                billed[s["partner_id"]] += total - s["used"]
+        assert rounding == {}, "a rounding entry without its settlement"
+        assert {k: v for k, v in owed.items() if v} == {k: v for k, v in billed.items() if v}
 
     def _driver_limit(self, driver_id: str) -> Decimal | None:
         for message in self.applied:
