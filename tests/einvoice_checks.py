@@ -4,7 +4,7 @@ its figures (EN 16931 business terms) as decimals, to check them against the rea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from drafthorse.utils import validate_xml
 from lxml import etree
@@ -17,6 +17,7 @@ NS = {
 }
 SETTLEMENT = "//ram:ApplicableHeaderTradeSettlement"
 SUMMATION = f"{SETTLEMENT}/ram:SpecifiedTradeSettlementHeaderMonetarySummation"
+CENT = Decimal("0.01")  # the e-invoices are in EUR
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def read_einvoice(xml: bytes) -> EInvoiceFigures:
 
 
 def assert_totals_add_up(figures: EInvoiceFigures) -> None:
-    """EN 16931's BR-CO rules on the document totals, to the cent."""
+    """EN 16931's BR-CO rules on the document totals and the VAT per rate, to the cent."""
     assert figures.line_total == sum(figures.line_nets)  # BR-CO-10
     assert figures.allowance_total == sum(figures.allowances)  # BR-CO-11
     assert figures.tax_basis == figures.line_total - figures.allowance_total  # BR-CO-13
@@ -85,3 +86,7 @@ def assert_totals_add_up(figures: EInvoiceFigures) -> None:
     assert figures.tax_basis == sum(basis for _, _, basis, _ in figures.vat)
     assert figures.grand_total == figures.tax_basis + figures.tax_total  # BR-CO-15
     assert figures.due_payable == figures.grand_total  # BR-CO-16, nothing prepaid
+    for category, rate, basis, tax in figures.vat:  # BR-CO-17: the rate applied once
+        expected = Decimal(0) if rate is None else (basis * rate / 100).quantize(
+            CENT, rounding=ROUND_HALF_UP)
+        assert tax == expected, f"BR-CO-17: {category} {rate} % of {basis} is {expected}, not {tax}"

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.domain.configuration import EffectiveDated
+from ledger.domain.settlement import spread, vat_on
 from projections.einvoice import (
     GUIDELINE_ID,
     EInvoiceError,
@@ -66,10 +67,13 @@ def _source(document: dict[str, Any], seller: dict[str, Any] | None = SELLER,
                           issue_date=date(2026, 4, 2), period=period, payment_terms="invoice")
 
 
+# VAT per rate on the rate's basis (BR-CO-17): 19 %: 7.45 + 18.25 - 2.56 = 23.14, x 19 % =
+# 4.3966 -> 4.40 (the sessions booked 1.27 + 3.12 = 4.39; the cent goes to d2's larger
+# remainder); 7 %: 4.00 - 0.40 = 3.60, x 7 % = 0.252 -> 0.25.
 SETTLEMENT_LINES = [
     _line("Charging by driver d1", "7.45", "1.27", "19", driver_id="d1", sessions=["s1"]),
-    _line("Charging by driver d2", "18.25", "3.12", "19", driver_id="d2", sessions=["s2", "s3"]),
-    _line("Charging by driver d2", "4.00", "0.29", "7", driver_id="d2", sessions=["s3"]),
+    _line("Charging by driver d2", "18.25", "3.13", "19", driver_id="d2", sessions=["s2", "s3"]),
+    _line("Charging by driver d2", "4.00", "0.25", "7", driver_id="d2", sessions=["s3"]),
     _line("Discount", "-2.56", "0", "19"),
     _line("Discount", "-0.40", "0", "7"),
 ]
@@ -85,9 +89,10 @@ def test_a_settlement_shows_its_lines_discounts_as_allowances_and_vat_per_rate()
     assert (figures.seller_id, figures.buyer_id) == ("cpo-de", "ptn-1")
     assert figures.line_nets == [Decimal("7.45"), Decimal("18.25"), Decimal("4.00")]
     assert figures.allowances == [Decimal("2.56"), Decimal("0.40")]
-    assert figures.vat == [("S", Decimal(7), Decimal("3.60"), Decimal("0.29")),
-                           ("S", Decimal(19), Decimal("23.14"), Decimal("4.39"))]
-    assert figures.grand_total == Decimal(document["total_incl_vat"]) == Decimal("31.42")
+    assert figures.vat == [("S", Decimal(7), Decimal("3.60"), Decimal("0.25")),
+                           ("S", Decimal(19), Decimal("23.14"), Decimal("4.40"))]
+    # 26.74 net (7.45 + 18.25 + 4.00 - 2.56 - 0.40) + 4.65 VAT (4.40 + 0.25)
+    assert figures.grand_total == Decimal(document["total_incl_vat"]) == Decimal("31.39")
     assert_totals_add_up(figures)
 
 
@@ -128,16 +133,19 @@ RATES = st.sampled_from(["0", "7", "19", "25.5"])
 
 @st.composite
 def settlements(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """Lines per driver and rate, with VAT as billed, and a discount per rate below its
-    lines' net: the shape `settle_partner_period` gives."""
-    lines = [
-        _line(f"Charging by driver d{i}", str(net), str(vat), rate)
-        for i, (net, vat, rate) in enumerate(
-            draw(st.lists(st.tuples(AMOUNTS, AMOUNTS, RATES), min_size=1, max_size=8)))
-    ]
-    for rate in sorted({line["vat_rate"] for line in lines}):
-        net = sum(Decimal(line["net"]) for line in lines if line["vat_rate"] == rate)
+    """Lines per driver and rate, a discount per rate below its lines' net, and each rate's
+    VAT on its basis spread over its lines by random weights: the shape
+    `settle_partner_period` gives."""
+    drawn = draw(st.lists(st.tuples(AMOUNTS, AMOUNTS, RATES), min_size=1, max_size=8))
+    lines: list[dict[str, Any]] = []
+    for rate in sorted({rate for _, _, rate in drawn}):
+        at_rate = [(net, weight) for net, weight, r in drawn if r == rate]
+        net = sum((n for n, _ in at_rate), Decimal(0))
         discount = draw(st.decimals(min_value=0, max_value=net, places=2))
+        vat = vat_on(net - discount, Decimal(rate), "EUR")
+        parts = spread(vat, [weight for _, weight in at_rate], "EUR")
+        lines.extend(_line(f"Charging by driver d{len(lines) + i}", str(n), str(part), rate)
+                     for i, ((n, _), part) in enumerate(zip(at_rate, parts, strict=True)))
         if discount:
             lines.append(_line("Discount", str(-discount), "0", rate))
     return lines
@@ -218,9 +226,9 @@ def test_a_receipt_is_not_an_einvoice() -> None:
 
 
 def test_a_document_whose_lines_do_not_give_its_totals_is_refused() -> None:
-    document = {**_document(SETTLEMENT_LINES), "total_vat": "4.69", "total_incl_vat": "31.43"}
+    document = {**_document(SETTLEMENT_LINES), "total_vat": "4.66", "total_incl_vat": "31.40"}
 
-    with pytest.raises(EInvoiceError, match=r"lines give total_vat 4\.68, the document says 4\.69"):
+    with pytest.raises(EInvoiceError, match=r"lines give total_vat 4\.65, the document says 4\.66"):
         einvoice_xml(_source(document))
 
 
