@@ -7,8 +7,8 @@ the document's, never recomputed. Only the shape changes:
   2. a line with a negative net (a settlement's discount per rate) is a document-level
      allowance of that category and rate (EN 16931 forbids a negative item price, BR-27);
   3. the VAT breakdown has one entry per category and rate: basis = its lines less its
-     allowances, tax = the sum of its lines' VAT as the document has it (the ledger computes
-     VAT per session and sums it: docs/billing-decisions.md);
+     allowances, tax = the sum of its lines' VAT as the document has it (a settlement's is
+     the rate on that basis, EN 16931 BR-CO-17: docs/billing-decisions.md);
   4. the totals follow EN 16931's BR-CO rules from those figures (line total, allowances,
      tax basis, tax, grand total, due) and must equal the document's own totals, or the
      document is refused (a read model that does not add up is a bug upstream);
