@@ -44,14 +44,16 @@ class PartnerInvoice:
             if self.vat_invoiced[rate] != self.vat_booked.get(rate, Decimal(0))
         }
 
-    def vat_rounding_entry(self, entry_id: str, partner_id: str) -> JournalEntry | None:
+    def vat_rounding_entry(
+        self, entry_id: str, partner_id: str, invoice_number: str
+    ) -> JournalEntry | None:
         """The partner owes the rounding and VAT payable takes it, per rate (a VAT-only sale:
         no revenue moves); None when the invoice's VAT is what was booked."""
         rounding = self.vat_rounding()
         if not rounding:
             return None
         return sale(
-            entry_id, self.currency, "VAT of the settlement invoice, per rate",
+            entry_id, self.currency, f"VAT of {invoice_number} per rate on its basis",
             account("partner_receivable", partner_id),
             {rate: Decimal(0) for rate in rounding}, rounding,
         )

@@ -146,6 +146,7 @@ def settle_partner_period(
             settles_account=account("partner_receivable", pool.partner_id), at=at,
         )
     rounding = invoice.vat_rounding_entry(
-        f"settlement_vat_rounding:{tenant_id}:{pool.partner_id}:{period}", pool.partner_id
+        f"settlement_vat_rounding:{tenant_id}:{pool.partner_id}:{period}", pool.partner_id,
+        number,
     )
     pool.settle(number, [] if rounding is None else [rounding.to_dict()])

@@ -43,7 +43,8 @@ def test_the_rate_is_applied_once_to_the_basis_and_the_cent_booked_at_settlement
     assert (invoice.vat_booked, invoice.vat_invoiced) == (
         {NINETEEN: Decimal("4.39")}, {NINETEEN: Decimal("4.40")})
     assert invoice.total_incl_vat == Decimal("27.54")  # 23.14 + 4.40
-    entry = invoice.vat_rounding_entry("settlement_vat_rounding:t1:P1:2026-03", "P1")
+    entry = invoice.vat_rounding_entry("settlement_vat_rounding:t1:P1:2026-03", "P1",
+                                       "C-000001")
     assert entry is not None
     assert entry.postings == (Posting("partner_receivable:P1", Decimal("0.01")),
                               Posting("vat_payable:19", Decimal("-0.01")))
@@ -52,7 +53,7 @@ def test_the_rate_is_applied_once_to_the_basis_and_the_cent_booked_at_settlement
 def test_no_rounding_no_entry() -> None:
     invoice = partner_invoice([covered("tx1", "a", {NINETEEN: "10.00"})], "EUR")
     assert invoice.vat_rounding() == {}
-    assert invoice.vat_rounding_entry("e", "P1") is None
+    assert invoice.vat_rounding_entry("e", "P1", "C-000001") is None
 
 
 def test_the_discount_line_lowers_the_basis_the_vat_is_taken_on() -> None:
@@ -62,7 +63,7 @@ def test_the_discount_line_lowers_the_basis_the_vat_is_taken_on() -> None:
                                covered("tx2", "a", {NINETEEN: "10.00"}, Decimal(10))], "EUR")
     assert [(line["description"], line["net"], line["vat"]) for line in invoice.lines] == [
         ("Charging by driver a", "20.00", "3.42"), ("Discount", "-2.00", "0")]
-    assert invoice.vat_rounding_entry("e", "P1") is None
+    assert invoice.vat_rounding_entry("e", "P1", "C-000001") is None
 
 
 RATES: list[VatRate] = [None, Decimal(0), Decimal(7), NINETEEN, Decimal("20.5")]
@@ -96,7 +97,7 @@ def test_vat_per_rate_is_the_rate_on_its_basis_and_the_entry_settles_the_differe
     # The partner was billed each session's gross; the entry moves the receivable to the
     # invoice's total and VAT payable to the invoice's VAT, rate by rate.
     billed = sum((r["billed_gross"] for r in records), Decimal(0))
-    entry = invoice.vat_rounding_entry("e", "P1")  # a JournalEntry balances or raises
+    entry = invoice.vat_rounding_entry("e", "P1", "C-000001")  # a JournalEntry balances or raises
     moved: dict[str, Decimal] = defaultdict(Decimal)
     for posting in () if entry is None else entry.postings:
         moved[posting.account] += posting.amount
