@@ -64,7 +64,7 @@ from ledger.limits import (
     PARKED_WAIT_MINUTES,
 )
 from ledger.messages import Envelope
-from ledger.parking import Parking, Release
+from ledger.parking import IssuedCommands, Parking, Release
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,12 @@ class Ledger(EventSourcedProjection[UUID]):
 
     name = "ledger"
     # Long-lived aggregates are snapshotted so a cold start never replays years of events.
+    # The parking lot seldom: its snapshot holds every parked message (a full lot's is
+    # megabytes, taken by reading and writing it whole), while replaying its events is cheap
+    # (each parks or releases through its indexes).
     snapshotting_intervals = {
         Schedule: 200, InvoiceSeries: 200, Wallet: 200, EffectiveDated: 100, DriverAccount: 100,
-        ParkingLot: 100,
+        ParkingLot: 1000,
     }
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
@@ -166,7 +169,7 @@ class Ledger(EventSourcedProjection[UUID]):
         )
         parking = Parking(batch)
 
-        def apply_released(release: Release) -> tuple[str, bool]:
+        def apply_released(release: Release) -> tuple[str, IssuedCommands]:
             return self._apply_counted(release.inbound, batch, parking, result, release)
 
         for item in items:
@@ -195,9 +198,9 @@ class Ledger(EventSourcedProjection[UUID]):
     def _apply_counted(
         self, item: Inbound, batch: Batch, parking: Parking, result: BatchResult,
         release: Release | None,
-    ) -> tuple[str, bool]:
+    ) -> tuple[str, IssuedCommands]:
         """Apply one message (an item, or a parked one released) and count its outcome;
-        returns the outcome and whether it issued commands."""
+        returns the outcome and the commands it issued."""
         batch.begin_message()
         issued_before = batch.commands_issued
         refusal: LedgerError | None = None
@@ -226,7 +229,7 @@ class Ledger(EventSourcedProjection[UUID]):
             result.handler_failures += 1
         if outcome != "parked" or release is None:  # parked again: counted when it came
             setattr(result, outcome, getattr(result, outcome) + 1)
-        return outcome, batch.commands_issued > issued_before
+        return outcome, batch.issued_commands[issued_before:]
 
     def _check_held(self, batch: Batch) -> None:
         """What the batch took from memory must still be what the store holds."""

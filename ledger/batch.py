@@ -95,6 +95,9 @@ class Batch:
         self._touched: dict[UUID, Aggregate] = {}
         self._order: list[UUID] = []
         self.commands_issued = 0
+        # (tenant id, command id) of each command issued, in order: what a parked PSP
+        # result may be waiting for (ledger/parking.py).
+        self.issued_commands: list[tuple[str, str]] = []
         # Business-time stamping: aggregates handed out since the last stamp, and how many
         # of each aggregate's pending events are stamped already.
         self._since_stamp: set[UUID] = set()
@@ -157,6 +160,7 @@ class Batch:
             )
         )
         self.commands_issued += 1
+        self.issued_commands.append((command.tenant_id, command.event_id))
 
     def stamp_business_time(self, at: datetime | None) -> None:
         """Stamp every event raised since the last stamp with `at`, the business time of
@@ -201,6 +205,7 @@ class Batch:
                 aggregate, aggregate.pending_events[:pending_before]
             )
         self.commands_issued = self._mark_commands
+        del self.issued_commands[self._mark_commands:]
         self.begin_message()
 
     def _rebuilt(self, changed: Aggregate, kept: list[Any]) -> Aggregate:

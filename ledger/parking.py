@@ -22,14 +22,13 @@ result hours "early" must not give up on the retry command a later tick will iss
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from ledger.batch import Batch, Inbound
 from ledger.domain.errors import PrerequisiteMissing
-from ledger.domain.outbox import OutboundCommand
-from ledger.domain.parking import ParkedEntry, ParkingLot
+from ledger.domain.parking import ANY_TENANT, ParkedEntry, ParkingLot
 from ledger.handlers.config import CONFIG_KINDS
 from ledger.handlers.prerequisites import awaited_key
 from ledger.limits import PARKED_WAIT_MINUTES
@@ -58,7 +57,6 @@ LANE_KINDS: dict[type[Envelope], str] = {
 # One lot for every tenant: a message of a tenant not configured yet has a lot too, and the
 # bounded wait of such a message needs the other tenants' event time.
 LOT_ID = ParkingLot.create_id("-")
-TENANT_KIND = "tenant"
 REQUEST_KIND = "request"
 
 
@@ -70,10 +68,12 @@ class Release:
     expired_waiting_for: str | None  # None: released because what it needed arrived
 
 
+# (tenant id, command id) of the commands a message issued: a PSP result may wait for one.
+IssuedCommands = Sequence[tuple[str, str]]
 # Applies one released message (under `deciding_now` when its wait is over); returns its
-# outcome ("applied", "refused", "dead_lettered", "parked" again, ...) and whether it
-# issued commands (a PSP result may be waiting for one).
-ApplyReleased = Callable[[Release], tuple[str, bool]]
+# outcome ("applied", "refused", "dead_lettered", "parked" again, ...) and the commands it
+# issued.
+ApplyReleased = Callable[[Release], tuple[str, IssuedCommands]]
 
 
 class Parking:
@@ -118,15 +118,15 @@ class Parking:
         ))
 
     # ------------------------------------------------------------ after a message applied
-    def settle(self, message: Envelope, issued_commands: bool, apply: ApplyReleased,
-               ) -> tuple[int, int]:
+    def settle(self, message: Envelope, issued_commands: IssuedCommands,
+               apply: ApplyReleased) -> tuple[int, int]:
         """`message` was applied on arrival: apply what it released and (a tick) what its
         time expired, then what those released, until nothing more moves. Returns how many
         parked messages left the lot (released, expired)."""
         if self._lot() is None:
             return 0, 0
         released = expired = 0
-        work: list[tuple[Envelope, bool]] = [(message, issued_commands)]
+        work: list[tuple[Envelope, IssuedCommands]] = [(message, issued_commands)]
         expiring = message if isinstance(message, ClockTicked) else None
         while work or expiring is not None:
             if work:  # what arrived first: a tick's own commands may be awaited
@@ -153,7 +153,7 @@ class Parking:
         """No more messages will come (the end of an event file): apply every parked message
         without waiting. Returns how many left the lot."""
         done = 0
-        while (lot := self._lot()) is not None and lot.entries:
+        while (lot := self._lot()) is not None and lot.size():
             heads = lot.heads()
             releases = self._take(heads, lot, expired=True)
             for release in releases:
@@ -167,30 +167,24 @@ class Parking:
                     done += released + expired
         return done
 
-    def _released_by(self, message: Envelope, issued_commands: bool) -> list[Release]:
+    def _released_by(self, message: Envelope, issued_commands: IssuedCommands,
+                     ) -> list[Release]:
         lot = self._lot()
-        if lot is None or not lot.entries:
+        if lot is None or not lot.size():
             return []
-        arrived = set(arrivals(message))
-        waiting: list[ParkedEntry] = []
-        for head in lot.heads():
-            if head["awaits"] in arrived or (
-                issued_commands and self._request_issued(head["awaits"])
-            ):
-                waiting.append(head)
+        arrived = [*arrivals(message), *(
+            awaited_key(REQUEST_KIND, tenant_id, command_id)
+            for tenant_id, command_id in issued_commands)]
+        waiting = [head for awaits in dict.fromkeys(arrived) for head in lot.waiting_for(awaits)]
+        # In the order they came, as when every lane was looked at in turn.
+        waiting.sort(key=lot.arrival)
         return self._take(waiting, lot, expired=False)
 
     def _expired_by(self, message: ClockTicked) -> list[Release]:
         lot = self._lot()
-        if lot is None or not lot.entries:
+        if lot is None or not lot.size():
             return []
-        now = message.now
-        over = [
-            head for head in lot.heads()
-            if (head["tenant_id"] == message.tenant_id
-                or head["awaits"].startswith(TENANT_KIND + ":"))
-            and _instant(head["occurred_at"]) + PARKED_WAIT < now
-        ]
+        over = lot.due((message.tenant_id, ANY_TENANT), message.now - PARKED_WAIT)
         return self._take(over, lot, expired=True)
 
     def _take(self, heads: Iterable[ParkedEntry], lot: ParkingLot, expired: bool,
@@ -205,15 +199,6 @@ class Parking:
                 waited = head["awaits"] if expired and entry is head else None
                 releases.append(Release(inbound_of(entry), waited))
         return releases
-
-    def _request_issued(self, awaits: str) -> bool:
-        kind, _, rest = awaits.partition(":")
-        if kind != REQUEST_KIND:
-            return False
-        tenant_id, _, request_id = rest.partition("/")
-        return self._batch.get(
-            OutboundCommand, OutboundCommand.create_id(tenant_id, request_id)
-        ) is not None
 
 
 def lane_of(item: Inbound) -> str:
@@ -248,8 +233,4 @@ def inbound_of(entry: ParkedEntry) -> Inbound:
     )
 
 
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-__all__ = ["LOT_ID", "PARKED_WAIT", "Parking", "Release"]
+__all__ = ["LOT_ID", "PARKED_WAIT", "IssuedCommands", "Parking", "Release"]
