@@ -174,9 +174,12 @@ class Ledger(EventSourcedProjection[UUID]):
 
         for item in items:
             outcome, issued = self._apply_counted(item, batch, parking, result, None)
-            if outcome in ("applied", "refused"):  # what it brings may release parked ones
-                assert item.message is not None
-                released, expired = parking.settle(item.message, issued, apply_released)
+            if item.message is not None:
+                # What it brings (applied, or refused) may release parked messages, and its
+                # event time may end waits, whatever became of it.
+                released, expired = parking.settle(
+                    item.message, issued, apply_released,
+                    applied=outcome in ("applied", "refused"), arrived=True)
                 result.unparked += released
                 result.expired += expired
         if not items:

@@ -34,7 +34,8 @@ SESSION_SETTLE_GRACE_MINUTES = 15
 
 # A message whose prerequisite (its tenant, driver, location, tariff, the request a PSP result
 # answers...) has not arrived is parked, and applied without it (dead-lettered or refused,
-# as before parking) once its tenant's clock (ClockTicked) is this far past its own time.
+# as before parking) once its tenant's event time is this far past its own time, on both the
+# clock (ClockTicked) and the tenant's other messages (ledger/parking.py says why both).
 # Kafka's skew between topics is seconds to minutes in normal running; a quarter of an hour
 # leaves room for a slow partition, and matches the settle grace: a session is not kept
 # unbilled for longer than a missing seqNo would keep it.

@@ -9,15 +9,18 @@ message in the `ParkingLot`, in the batch's own transaction. Per batch:
     driver, a terminal authorization, voucher codes, a command a PSP result answers)
     releases the lanes waiting for it: their messages are applied again, in order, in the
     same transaction (and may release others in turn);
-  - the bounded wait: a lane's first message whose prerequisite has not come when the
-    tenant's clock (a ClockTicked of that tenant; for a message waiting for its tenant, of
-    any tenant) is more than `PARKED_WAIT` past its own `occurred_at` is applied without
-    waiting (`deciding_now`): it is dead-lettered or refused as before parking existed,
-    with what it waited for in the reason.
-Why the clock and not the time of any message: the clock is the ledger's event time already
-(retries, the settle grace, cycles run on it), and it is one topic. Other topics' times run
-ahead of each other when a consumer catches up one topic faster than another: a PSP
-result hours "early" must not give up on the retry command a later tick will issue.
+  - the bounded wait: a lane whose first message's prerequisite has not come is applied
+    without waiting (`deciding_now`: dead-lettered or refused as before parking existed,
+    with what it waited for in the reason) once its tenant's event time is more than
+    `PARKED_WAIT` past that message's `occurred_at` on BOTH measures: the clock (the
+    tenant's last ClockTicked) and the data (a message of the tenant on any other topic,
+    whose arrival is when this is checked). For a message waiting for its tenant: the two
+    of any tenant.
+Why both: Kafka orders nothing across topics. The clock topic alone, read hours ahead of the
+others by a consumer catching up, would end waits whose prerequisite is one topic-lag
+away; the data alone, a topic read ahead of another, would give up on what the other
+brings (a PSP result hours "early" waiting for the retry a later tick issues). Nothing
+expires while no data comes; `ledger ingest` gives up at the end of its file.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from datetime import timedelta
 from ledger.batch import Batch, Inbound
 from ledger.domain.errors import PrerequisiteMissing
 from ledger.domain.parking import ANY_TENANT, ParkedEntry, ParkingLot
+from ledger.domain.schedule import Schedule
 from ledger.handlers.config import CONFIG_KINDS
 from ledger.handlers.prerequisites import awaited_key
 from ledger.limits import PARKED_WAIT_MINUTES
@@ -117,21 +121,24 @@ class Parking:
             occurred_at=message.occurred_at.isoformat(),
         ))
 
-    # ------------------------------------------------------------ after a message applied
+    # ------------------------------------------------------------ after a message
     def settle(self, message: Envelope, issued_commands: IssuedCommands,
-               apply: ApplyReleased) -> tuple[int, int]:
-        """`message` was applied on arrival: apply what it released and (a tick) what its
-        time expired, then what those released, until nothing more moves. Returns how many
-        parked messages left the lot (released, expired)."""
+               apply: ApplyReleased, *, applied: bool = True, arrived: bool = False,
+               ) -> tuple[int, int]:
+        """After `message`: apply what it released (if it was `applied`, or refused) and,
+        if it just `arrived` and is no tick, what its event time expired; then what those
+        released, until nothing more moves. Returns how many parked messages left the lot
+        (released, expired)."""
         if self._lot() is None:
             return 0, 0
         released = expired = 0
-        work: list[tuple[Envelope, IssuedCommands]] = [(message, issued_commands)]
-        expiring = message if isinstance(message, ClockTicked) else None
+        work: list[tuple[Envelope, IssuedCommands]] = (
+            [(message, issued_commands)] if applied else [])
+        expiring = message if arrived and not isinstance(message, ClockTicked) else None
         while work or expiring is not None:
-            if work:  # what arrived first: a tick's own commands may be awaited
-                applied, issued = work.pop(0)
-                releases = self._released_by(applied, issued)
+            if work:  # what it brought first: a message released by it goes on waiting
+                brought, issued = work.pop(0)
+                releases = self._released_by(brought, issued)
             else:
                 assert expiring is not None
                 releases = self._expired_by(expiring)
@@ -180,11 +187,17 @@ class Parking:
         waiting.sort(key=lot.arrival)
         return self._take(waiting, lot, expired=False)
 
-    def _expired_by(self, message: ClockTicked) -> list[Release]:
+    def _expired_by(self, message: Envelope) -> list[Release]:
+        """The lanes whose wait is over by `message`'s event time and its tenant's clock
+        (for a lane waiting for its tenant: of any tenant), both past the deadline."""
         lot = self._lot()
-        if lot is None or not lot.size():
-            return []
-        over = lot.due((message.tenant_id, ANY_TENANT), message.now - PARKED_WAIT)
+        scopes = (message.tenant_id, ANY_TENANT)
+        if lot is None or not lot.any_due(scopes, message.occurred_at - PARKED_WAIT):
+            return []  # the common case, without reading the clock
+        schedule = self._batch.get(Schedule, Schedule.create_id(message.tenant_id))
+        if schedule is None or schedule.now is None:
+            return []  # no tick yet: the tenant's clock has not started
+        over = lot.due(scopes, min(message.occurred_at, schedule.now) - PARKED_WAIT)
         return self._take(over, lot, expired=True)
 
     def _take(self, heads: Iterable[ParkedEntry], lot: ParkingLot, expired: bool,

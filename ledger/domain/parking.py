@@ -137,6 +137,11 @@ class ParkingLot(Aggregate):
         return [self.lanes[lane]["entries"][0] for _at, _seq, lane in sorted(
             found, key=lambda filed_lane: int(filed_lane[1]))]
 
+    def any_due(self, scopes: Iterable[str], before: datetime) -> bool:
+        """Whether `due(scopes, before)` has any: one look per scope."""
+        cut = [_micros(before)]
+        return any(filed[0] < cut for scope in scopes if (filed := self.deadlines.get(scope)))
+
     def holds_event(self, tenant_id: str, event_id: str) -> bool:
         return _event_key(tenant_id, event_id) in self.event_counts
 

@@ -131,24 +131,61 @@ def test_a_psp_result_before_the_command_it_answers_waits_for_it() -> None:
 def test_after_the_bounded_wait_in_event_time_it_is_dead_lettered_with_what_it_waited_for(
 ) -> None:
     d = KafkaLikeDriver()
-    d.consume(*configuration())
+    d.consume(*configuration(driver("known", "wallet")))
     at = T0
     early = top_up("ghost", "5.00", at=at)
     assert d.consume(early).parked == 1
-    # The tenant's event time moves with what is applied on arrival, on any topic.
+
+    def data(minutes: int, seconds: int = 0) -> BatchResult:
+        """A message of the tenant on another topic: its event time moves the wait."""
+        return d.consume(top_up("known", "1.00", at=at + timedelta(
+            minutes=PARKED_WAIT_MINUTES + minutes, seconds=seconds)))
+
     d.consume(tick(at + timedelta(minutes=PARKED_WAIT_MINUTES)))
+    data(0)
     assert len(d.parked()) == 1 and d.dead_letters() == [], "not past the bound yet"
-    result = d.consume(tick(at + timedelta(minutes=PARKED_WAIT_MINUTES, seconds=1)))
-    assert (result.expired, result.dead_lettered) == (1, 1)
+    data(0, seconds=1)
+    assert len(d.parked()) == 1, "the data is past the bound, the tenant's clock is not"
+    d.consume(tick(at + timedelta(minutes=PARKED_WAIT_MINUTES, seconds=2)))
+    assert len(d.parked()) == 1, "a tick alone ends no wait (it may run ahead of the data)"
+    result = data(0, seconds=2)
+    assert (result.applied, result.expired, result.dead_lettered) == (1, 1, 1)
     [letter] = d.dead_letters()
     assert letter.reason == (
         f"unknown driver 'ghost' (parked {PARKED_WAIT_MINUTES} min of event time waiting"
         " for driver:t1/ghost)")
     assert (letter.source, letter.position) == ("kafka:wallets:0", "0")
-    assert d.parked() == [] and d.journal() == []
+    assert d.parked() == [] and d.balance("wallet:ghost") == 0
     # The same message again is a dead letter no more: redrive works as before.
     d.consume(driver("ghost", "wallet", at=at - timedelta(days=1)))
     assert d.consume(top_up("ghost", "5.00", at=at)).applied == 1
+
+
+def test_a_clock_read_far_ahead_does_not_give_up_a_wait_the_data_has_not_passed() -> None:
+    """The clock topic consumed hours ahead of the others (a consumer catching up): the
+    tick alone expires nothing; the driver, one topic-lag away, releases the top-up."""
+    d = KafkaLikeDriver()
+    d.consume(*configuration(driver("known", "wallet")))
+    early = top_up("ghost", "5.00", at=T0)
+    assert d.consume(early).parked == 1
+    d.consume(tick(T0 + timedelta(hours=5)))
+    d.consume(top_up("known", "1.00", at=T0 + timedelta(minutes=PARKED_WAIT_MINUTES)))
+    assert len(d.parked()) == 1 and d.dead_letters() == [], "the data is not past the bound"
+    result = d.consume(driver("ghost", "wallet", at=T0 - timedelta(days=1)))
+    assert (result.unparked, d.parked(), d.dead_letters()) == (1, [], [])
+    assert d.applied(early) and d.balance("wallet:ghost") == -5
+
+
+def test_a_message_waiting_for_its_tenant_expires_on_any_tenants_data_and_clock() -> None:
+    d = KafkaLikeDriver()
+    d.consume(*configuration(driver("known", "wallet")))
+    assert d.consume(top_up("w", "5.00", at=T0, tenant_id="t9")).parked == 1
+    later = T0 + timedelta(minutes=PARKED_WAIT_MINUTES, seconds=1)
+    d.consume(tick(later + timedelta(hours=3)))
+    assert len(d.parked()) == 1, "t1's clock alone"
+    assert d.consume(top_up("known", "1.00", at=later)).expired == 1
+    [letter] = d.dead_letters()
+    assert letter.reason.endswith("waiting for tenant:t9/t9)")
 
 
 def test_a_message_of_another_tenant_does_not_move_a_tenants_event_time() -> None:
