@@ -38,9 +38,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.avro_codec import decode, type_from_headers
-from consumers.kafka_limits import CONSUMER_COMMIT_TIMEOUT_MS, POLL_RECORDS_MAX, POLL_TIMEOUT_MS
+from consumers.kafka_limits import (
+    CONSUMER_COMMIT_TIMEOUT_MS,
+    KAFKA_UNAVAILABLE_DELAY_MS_MAX,
+    KAFKA_UNAVAILABLE_DELAY_MS_MIN,
+    KAFKA_UNAVAILABLE_POLLS_MAX,
+    POLL_RECORDS_MAX,
+    POLL_TIMEOUT_MS,
+)
 from consumers.kafka_topics import topic_of
 from consumers.observability import Metrics, get_logger, log_event
+from consumers.reconnect import backoff_ms
 from consumers.settings import Settings
 from ledger.application import BatchResult, Inbound, Ledger
 from ledger.domain.errors import InvalidMessage
@@ -208,8 +216,25 @@ class ConsumerLoop:
         progress always finishes first."""
         if not self._subscribed:
             self.subscribe()
+        failed_polls = 0
         while not stop.is_set():
-            self.poll_once()
+            try:
+                self.poll_once()
+            except KafkaError as exc:
+                # A poll that failed returned no record: polling again loses nothing (and
+                # the database holds the position anyway).
+                failed_polls += 1
+                if not exc.retriable or failed_polls > KAFKA_UNAVAILABLE_POLLS_MAX:
+                    raise
+                delay_ms = backoff_ms(failed_polls, KAFKA_UNAVAILABLE_DELAY_MS_MIN,
+                                      KAFKA_UNAVAILABLE_DELAY_MS_MAX)
+                log_event(self._log, "kafka_unavailable", logging.WARNING,
+                          attempt=failed_polls, retry_in_ms=delay_ms, error=repr(exc))
+                stop.wait(delay_ms / 1000)
+                continue
+            if failed_polls:
+                log_event(self._log, "kafka_reconnected", attempts=failed_polls)
+                failed_polls = 0
             if until is not None and until():
                 return
 

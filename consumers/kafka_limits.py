@@ -38,6 +38,16 @@ CONSUMER_CLOSE_TIMEOUT_MS = 10_000
 # An advisory offset commit (the database owns positions): never worth waiting long for.
 CONSUMER_COMMIT_TIMEOUT_MS = 5_000
 
+# `ledger consume` whose broker went away (a restart, a failover): kafka-python's poll may
+# raise a retriable error (a refused connection while it looks for the group coordinator);
+# the poll is tried again after a wait doubling from MIN to MAX, so a broker back in seconds
+# is ridden through and a longer outage is not hammered, and the process gives up (exit
+# non-zero, for the supervisor) after this many failed polls in a row: about ten minutes at
+# the cap, as for the database.
+KAFKA_UNAVAILABLE_DELAY_MS_MIN = 200
+KAFKA_UNAVAILABLE_DELAY_MS_MAX = 5_000
+KAFKA_UNAVAILABLE_POLLS_MAX = 120
+
 # Idempotent producer: a record is retried until acknowledged by all in-sync replicas or this
 # long has passed since send(); Kafka requires it >= linger + request timeout.
 PRODUCER_DELIVERY_TIMEOUT_MS = 120_000

@@ -44,12 +44,14 @@ class DatabaseUnusable(Exception):
     """The database refuses us for a reason no wait can fix."""
 
 
-def backoff_ms(attempt: int) -> int:
-    """The wait after failed attempt `attempt` (1, 2, ...): doubling, capped."""
+def backoff_ms(attempt: int, low_ms: int = DATABASE_RECONNECT_BACKOFF_MS_MIN,
+               high_ms: int = DATABASE_RECONNECT_BACKOFF_MS_MAX) -> int:
+    """The wait after failed attempt `attempt` (1, 2, ...): doubling from `low_ms`, capped at
+    `high_ms` (the database's by default)."""
     assert attempt >= 1
     doublings = min(attempt - 1, 30)  # 2**30 * MIN is far past MAX already
-    delay_ms: int = DATABASE_RECONNECT_BACKOFF_MS_MIN << doublings
-    return min(delay_ms, DATABASE_RECONNECT_BACKOFF_MS_MAX)
+    delay_ms: int = low_ms << doublings
+    return min(delay_ms, high_ms)
 
 
 def probe(conninfo: Mapping[str, str | int]) -> Exception | None:
