@@ -1,9 +1,10 @@
 """A Kafka broker of a test's own, from the jars `scripts/services` fetched.
 
-The shared broker on 9092 speaks PLAINTEXT and is used by every other test; a test that needs
-a broker configured otherwise (TLS with SASL/SCRAM users) starts one here: KRaft, one node, a
-fresh data directory, free ports, its own self-signed certificate (the JDK's keytool), SCRAM
-users written at format time. Ready means a client authenticated and listed the topics.
+The shared broker on 9092 speaks PLAINTEXT and is used by every other test, and is never
+stopped by one; a test that needs a broker configured otherwise (TLS with SASL/SCRAM users)
+or one it may kill and restart starts one here: KRaft, one node, a fresh data directory,
+free ports; for TLS its own self-signed certificate (the JDK's keytool) and SCRAM users
+written at format time. Ready is what the test says (a client listed the topics).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def _certificate(directory: Path, log: Path) -> tuple[Path, Path]:
 def _properties(directory: Path, keystore: Path, internal: int, secure: int,
                 controller: int) -> Path:
     path = directory / "server.properties"
+    single_node = _SINGLE_NODE.replace("{data}", str(directory / "data"))
     path.write_text(f"""process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{controller}
@@ -93,7 +95,12 @@ listener.name.secure.scram-sha-512.sasl.jaas.config={SCRAM_LOGIN_MODULE} require
 listener.name.secure.ssl.keystore.location={keystore}
 listener.name.secure.ssl.keystore.password={KEYSTORE_PASSWORD}
 listener.name.secure.ssl.keystore.type=PKCS12
-log.dirs={directory / "data"}
+{single_node}""")
+    return path
+
+
+# What every broker of a test's own has: one node, its data in `{data}`, topics made by hand.
+_SINGLE_NODE = """log.dirs={data}
 num.partitions=1
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
@@ -102,8 +109,87 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
-""")
-    return path
+"""
+
+
+class BrokerProcess:
+    """The broker's JVM on a formatted data directory: started, killed (SIGKILL) or stopped
+    cleanly (SIGTERM), and started again on the same data and ports."""
+
+    def __init__(self, libs: Path, properties: Path, log: Path) -> None:
+        self._command = ["java", HEAP, "-cp", f"{libs}/*", "kafka.Kafka", str(properties)]
+        self.log = log
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready: Callable[[], bool]) -> None:
+        """Start the JVM and return once `ready()` (asked every READY_POLL_INTERVAL_S)."""
+        assert self._process is None, "started twice"
+        with self.log.open("a") as out:
+            self._process = subprocess.Popen(self._command, stdout=out,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + BROKER_READY_DEADLINE_S
+        while not ready():
+            if self._process.poll() is not None:
+                raise AssertionError(f"the broker exited ({self._process.returncode}):\n"
+                                     + self.log.read_text()[-3000:])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the broker was not ready in {BROKER_READY_DEADLINE_S} s:\n"
+                                     + self.log.read_text()[-3000:])
+            time.sleep(READY_POLL_INTERVAL_S)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, the log recovered at the next start."""
+        self._signal_and_wait(signal.SIGKILL)
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM), SIGKILL after BROKER_STOP_DEADLINE_S."""
+        self._signal_and_wait(signal.SIGTERM)
+
+    def _signal_and_wait(self, signum: int) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signum)
+        try:
+            process.wait(BROKER_STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@dataclass(frozen=True, slots=True)
+class PlainBroker:
+    bootstrap: str  # a PLAINTEXT listener
+    process: BrokerProcess  # to kill, stop and start again
+
+
+@contextmanager
+def plain_broker(directory: Path, ready: Callable[[str], bool]) -> Iterator[PlainBroker]:
+    """A PLAINTEXT broker of the caller's own, to hurt as it likes; `ready(bootstrap)` is
+    asked until True at each start."""
+    libs = kafka_libs()
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / "broker.log"
+    port, controller = free_port(), free_port()
+    properties = directory / "server.properties"
+    single_node = _SINGLE_NODE.replace("{data}", str(directory / "data"))
+    properties.write_text(f"""process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+{single_node}""")
+    _run(["java", HEAP, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
+          "--standalone", "-t", _cluster_id(), "-c", str(properties)], log)
+    broker = PlainBroker(f"127.0.0.1:{port}", BrokerProcess(libs, properties, log))
+    try:
+        broker.process.start(lambda: ready(broker.bootstrap))
+        yield broker
+    finally:
+        broker.process.stop()
 
 
 @contextmanager
@@ -117,37 +203,19 @@ def secured_broker(directory: Path, users: dict[str, str],
     keystore, cafile = _certificate(directory, log)
     secure_port = free_port()
     properties = _properties(directory, keystore, free_port(), secure_port, free_port())
-    classpath = ["java", HEAP, "-cp", f"{libs}/*"]
     scram = [f"SCRAM-SHA-512=[name={name},password={password}]"
              for name, password in users.items()]
-    _run([*classpath, "kafka.tools.StorageTool", "format", "--standalone", "-t",
-          _cluster_id(), "-c", str(properties),
+    _run(["java", HEAP, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
+          "--standalone", "-t", _cluster_id(), "-c", str(properties),
           *[arg for entry in scram for arg in ("--add-scram", entry)]], log)
     broker = SecuredBroker(bootstrap=f"127.0.0.1:{secure_port}", cafile=cafile, users=users,
                            log=log)
-    with log.open("a") as out:
-        process = subprocess.Popen([*classpath, "kafka.Kafka", str(properties)],
-                                   stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    process = BrokerProcess(libs, properties, log)
     try:
-        deadline = time.monotonic() + BROKER_READY_DEADLINE_S
-        while not ready(broker):
-            if process.poll() is not None:
-                raise AssertionError(f"the broker exited ({process.returncode}):\n"
-                                     + log.read_text()[-3000:])
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the broker was not ready in {BROKER_READY_DEADLINE_S} s:\n"
-                                     + log.read_text()[-3000:])
-            time.sleep(READY_POLL_INTERVAL_S)
+        process.start(lambda: ready(broker))
         yield broker
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(BROKER_STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        process.stop()
 
 
 def _cluster_id() -> str:

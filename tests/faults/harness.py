@@ -46,6 +46,7 @@ from consumers.settings import Settings, settings_from
 from consumers.simulation.scenario import SimulationOptions, simulate
 from consumers.store import open_ledger
 from ledger.messages import MESSAGE_TYPES, Envelope, parse_message
+from tests.faults.conftest import InjectionLog
 
 ROOT = Path(__file__).resolve().parents[2]
 # Anything one step of the pipeline does takes seconds on a busy 2-core machine; more is a hang.
@@ -592,3 +593,47 @@ def inbound_records(settings: Settings) -> dict[str, list[Any]]:
     for record in _every_record(settings, settings.inbound_topics()):
         by_topic[record.topic].append(record)
     return dict(by_topic)
+
+
+@dataclass
+class DayRun:
+    stack: FaultStack
+    day: Day
+    reference: str  # the database of the clean `ledger ingest`
+    records: int
+
+
+def assert_took_effect_once(run: DayRun, injections: InjectionLog, fault: str,
+                            redelivered: bool = False) -> None:
+    """The checks every scenario ends with (the processes stopped); `redelivered`: every
+    record came more than once (a dead-lettered record is then dead-lettered or parked again
+    at each delivery)."""
+    database = run.stack.database
+    untouched = untouched_messages(database, run.day.messages)
+    assert not untouched, (f"{len(untouched)} published messages never took effect nor were"
+                           f" dead-lettered, e.g. {untouched[:5]}")
+    found, expected = report(database), report(run.reference)
+    if redelivered:
+        assert_same_report_after_redelivery(found, expected)
+    else:
+        assert found == expected, ("report differs from ledger ingest:\n"
+                                   + report_differences(found, expected))
+    assert_same_events(database, run.reference, redelivered=redelivered)
+    issued = issued_commands(database)
+    sent = sent_commands(run.stack.settings)
+    assert issued, "the day issued no command: nothing was tested"
+    missing = sorted(set(issued) - set(sent))
+    assert not missing, f"{len(missing)} commands never sent, e.g. {missing[:3]}"
+    twice = {cid: len(values) for cid, values in sent.items() if len(values) > 1}
+    assert not twice, f"command ids sent with different payloads: {twice}"
+    wrong = sorted(cid for cid, value in issued.items() if sent[cid] != {value})
+    assert not wrong, f"commands sent with another payload than the outbox's: {wrong[:3]}"
+    assert set(sent) <= set(issued), "a command was sent that the outbox does not hold"
+    assert journal_imbalance(database) == []
+    assert read_models(database) == rebuilt_read_models(database), (
+        "read models differ from a clean rebuild")
+    injections.checked(
+        fault, "report == ledger ingest (byte-identical, dead letters without provenance)",
+        "event digest == ledger ingest", "every outbox command sent, one payload per id",
+        "journal sums to zero", "read models == ledger project --rebuild",
+    )

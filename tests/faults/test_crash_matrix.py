@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -33,26 +32,16 @@ from consumers.benchmarks.ingest import end_offsets
 from consumers.scratch_database import drop_database
 from tests.faults.conftest import InjectionLog, rng_for
 from tests.faults.harness import (
-    Day,
-    FaultStack,
+    DayRun,
     KillPlan,
-    assert_same_events,
-    assert_same_report_after_redelivery,
+    assert_took_effect_once,
     inbound_records,
     ingest,
-    issued_commands,
-    journal_imbalance,
     publish_day,
-    read_models,
-    rebuilt_read_models,
-    report,
-    report_differences,
-    sent_commands,
     settle,
     simulated_day,
     stack_for,
     terminate_connections,
-    untouched_messages,
     wait_for,
 )
 
@@ -65,14 +54,6 @@ CONNECTION_TERMINATIONS = 4
 # A consume restart keeps its consumer group this often (each costs a session timeout).
 SAME_GROUP_SHARE = 0.2
 REDELIVERIES = 3
-
-
-@dataclass
-class DayRun:
-    stack: FaultStack
-    day: Day
-    reference: str  # the database of the clean `ledger ingest`
-    records: int
 
 
 def _database(database_url: str, kind: str) -> str:
@@ -128,42 +109,6 @@ def _last_event(database: str) -> int:
         row = connection.execute("SELECT max(notification_id) FROM ledger_events").fetchone()
     assert row is not None
     return int(row[0])
-
-
-def assert_took_effect_once(run: DayRun, injections: InjectionLog, fault: str,
-                            redelivered: bool = False) -> None:
-    """The checks every scenario ends with (the processes stopped); `redelivered`: every
-    record came more than once (a dead-lettered record is then dead-lettered or parked again
-    at each delivery)."""
-    database = run.stack.database
-    untouched = untouched_messages(database, run.day.messages)
-    assert not untouched, (f"{len(untouched)} published messages never took effect nor were"
-                           f" dead-lettered, e.g. {untouched[:5]}")
-    found, expected = report(database), report(run.reference)
-    if redelivered:
-        assert_same_report_after_redelivery(found, expected)
-    else:
-        assert found == expected, ("report differs from ledger ingest:\n"
-                                   + report_differences(found, expected))
-    assert_same_events(database, run.reference, redelivered=redelivered)
-    issued = issued_commands(database)
-    sent = sent_commands(run.stack.settings)
-    assert issued, "the day issued no command: nothing was tested"
-    missing = sorted(set(issued) - set(sent))
-    assert not missing, f"{len(missing)} commands never sent, e.g. {missing[:3]}"
-    twice = {cid: len(values) for cid, values in sent.items() if len(values) > 1}
-    assert not twice, f"command ids sent with different payloads: {twice}"
-    wrong = sorted(cid for cid, value in issued.items() if sent[cid] != {value})
-    assert not wrong, f"commands sent with another payload than the outbox's: {wrong[:3]}"
-    assert set(sent) <= set(issued), "a command was sent that the outbox does not hold"
-    assert journal_imbalance(database) == []
-    assert read_models(database) == rebuilt_read_models(database), (
-        "read models differ from a clean rebuild")
-    injections.checked(
-        fault, "report == ledger ingest (byte-identical, dead letters without provenance)",
-        "event digest == ledger ingest", "every outbox command sent, one payload per id",
-        "journal sums to zero", "read models == ledger project --rebuild",
-    )
 
 
 def test_crash_matrix_sigkill_consume_relay_project(
