@@ -16,7 +16,7 @@ from consumers.benchmarks.workload import add_workload_arguments, run_workload
 # Order here is the order of `ledger bench --help`.
 BENCH_TARGETS: tuple[str, ...] = (
     "consumers.benchmarks.pricing", "consumers.benchmarks.ingest", "consumers.benchmarks.chain",
-    "consumers.benchmarks.cost_updates",
+    "consumers.benchmarks.cost_updates", "consumers.benchmarks.parking",
 )
 
 
