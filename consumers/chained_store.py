@@ -22,6 +22,9 @@ linked (a chain that starts in the middle would prove nothing about what came be
 `ledger audit seal` links every stored event, as it stands at that moment, under the same
 lock; from then on every write links its events.
 
+The same recorder keeps the index of applied event ids (consumers/processed_index.py) in the
+same transaction: its rows come from the batch's `ProcessedBatch` event, which is chained.
+
 A trigger would have been the other way; it was not taken because a trigger links whatever
 is inserted, including a row inserted by hand, which is exactly what the chain must expose.
 """
@@ -44,6 +47,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
+from consumers.processed_index import index_rows, processed_table_name
 from ledger.event_chain import ChainedRecord, Link, links_after
 
 # Links and records read per query by `verify` and `seal`: bounded memory on any store.
@@ -83,12 +87,23 @@ class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder, LinkTiming):
             "notification_id INTEGER PRIMARY KEY, previous_id INTEGER NOT NULL,"
             " hash BLOB NOT NULL)"
         )
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {processed_table_name(self.events_table_name)} ("
+            "processed_id TEXT PRIMARY KEY, payload_digest TEXT NOT NULL,"
+            " notification_id INTEGER NOT NULL)"
+        )
         return statements
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
+        if ids:  # an event id recorded before makes this raise: the batch rolls back
+            c.executemany(
+                f"INSERT INTO {processed_table_name(self.events_table_name)} VALUES (?, ?, ?)",
+                [(key.hex, digest, notification_id)
+                 for key, digest, notification_id in index_rows(ids, stored_events)],
+            )
         started_s = time.perf_counter()
         if ids:  # the INSERT above holds the file's write lock until our commit
             chain = chain_table_name(self.events_table_name)
@@ -119,6 +134,12 @@ class ChainedPostgresProcessRecorder(PostgresProcessRecorder, LinkTiming):
             "CREATE TABLE IF NOT EXISTS {}.{} (notification_id BIGINT PRIMARY KEY,"
             " previous_id BIGINT NOT NULL, hash BYTEA NOT NULL)"
         ).format(*self._chain()))
+        self.processed_table_name = processed_table_name(self.events_table_name)
+        self.check_identifier_length(self.processed_table_name)
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} (processed_id UUID PRIMARY KEY,"
+            " payload_digest TEXT NOT NULL, notification_id BIGINT NOT NULL)"
+        ).format(Identifier(self.datastore.schema), Identifier(self.processed_table_name)))
 
     def _chain(self) -> tuple[Identifier, Identifier]:
         return Identifier(self.datastore.schema), Identifier(self.chain_table_name)
@@ -132,11 +153,26 @@ class ChainedPostgresProcessRecorder(PostgresProcessRecorder, LinkTiming):
             started_s = time.perf_counter()
             try:
                 self._link(curs, ids, stored_events)
+                self._count(started_s, len(ids))
+                self._index(curs, ids, stored_events)
             except BaseException:
                 _abort_transaction(curs)
                 raise
-            self._count(started_s, len(ids))
         return ids
+
+    def _index(self, curs: Cursor[DictRow], ids: Sequence[int],
+               stored_events: Sequence[StoredEvent]) -> None:
+        """The batch's event ids into the index (consumers/processed_index.py). One recorded
+        before violates its key: a database error, so the transaction cannot commit, and
+        the batch is applied again (where the id is a duplicate)."""
+        rows = index_rows(ids, stored_events)
+        if rows:
+            curs.executemany(
+                SQL("INSERT INTO {}.{} (processed_id, payload_digest, notification_id)"
+                    " VALUES (%s, %s, %s)").format(
+                    Identifier(self.datastore.schema), Identifier(self.processed_table_name)),
+                rows,
+            )
 
     def _link(self, curs: Cursor[DictRow], ids: Sequence[int],
               stored_events: Sequence[StoredEvent]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -18,7 +18,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from consumers.chained_store import ChainedPostgresProcessRecorder, ChainedSQLiteProcessRecorder
 from consumers.cli import CliError
+from consumers.processed_index import marker_digest, processed_table_name
 from ledger.application import Ledger
 
 DEFAULT_STORE_URL = "sqlite:///./evledger.db"
@@ -106,6 +108,9 @@ def open_ledger(
             ledger = Ledger(env=ledger_env(store_url, create=create,
                                            connect_timeout_s=connect_timeout_s))
             ledger.use_stored_versions(stored_versions_probe(ledger))
+            index = processed_lookup(ledger)
+            if index is not None:
+                ledger.use_processed_index(index)
             return ledger
         except PersistenceError as exc:
             if attempt == STORE_OPEN_ATTEMPTS_MAX or not _lost_creation_race(exc):
@@ -166,6 +171,67 @@ def stored_versions_probe(ledger: Ledger) -> Callable[[Sequence[UUID]], dict[UUI
 
         return sqlite
     return ledger.stored_versions_one_by_one
+
+
+def processed_lookup(ledger: Ledger) -> Callable[[Sequence[UUID]], dict[UUID, str]] | None:
+    """Which of some processed keys were applied, with their payload digests, in one query:
+    the index (consumers/processed_index.py) and, for a store written before it, the
+    `ProcessedMessage` markers, whose aggregate id is the same key. None: the recorder keeps
+    no index (the ledger then keeps one in memory)."""
+    recorder = ledger.recorder
+    if isinstance(recorder, ChainedPostgresProcessRecorder):
+        schema = Identifier(recorder.datastore.schema)
+        statement = SQL(
+            "SELECT processed_id AS id, payload_digest AS digest, NULL::bytea AS state"
+            " FROM {}.{} WHERE processed_id = ANY(%s)"
+            " UNION ALL SELECT originator_id, NULL, state FROM {}.{}"
+            " WHERE originator_id = ANY(%s) AND originator_version = 1"
+        ).format(schema, Identifier(recorder.processed_table_name),
+                 schema, Identifier(recorder.events_table_name))
+
+        def postgres(keys: Sequence[UUID]) -> dict[UUID, str]:
+            if not keys:
+                return {}
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, (list(keys), list(keys)), prepare=True)
+                return _digests(
+                    (row["id"], row["digest"], row["state"]) for row in cursor.fetchall())
+
+        return postgres
+    if isinstance(recorder, ChainedSQLiteProcessRecorder):
+        index = processed_table_name(recorder.events_table_name)
+        events = recorder.events_table_name
+
+        def sqlite(keys: Sequence[UUID]) -> dict[UUID, str]:
+            rows: list[tuple[UUID, str | None, bytes | None]] = []
+            chunk_max = SQLITE_PARAMETERS_MAX // 2  # each key is asked of both tables
+            with recorder.datastore.transaction(commit=False) as cursor:
+                for start in range(0, len(keys), chunk_max):
+                    chunk = [k.hex for k in keys[start:start + chunk_max]]
+                    marks = ",".join("?" * len(chunk))
+                    cursor.execute(
+                        f"SELECT processed_id, payload_digest, NULL FROM {index}"
+                        f" WHERE processed_id IN ({marks}) UNION ALL"
+                        f" SELECT originator_id, NULL, state FROM {events}"
+                        f" WHERE originator_id IN ({marks}) AND originator_version = 1",
+                        chunk + chunk,
+                    )
+                    rows.extend((UUID(row[0]), row[1], row[2]) for row in cursor.fetchall())
+            return _digests(rows)
+
+        return sqlite
+    return None
+
+
+def _digests(rows: Iterable[tuple[UUID, str | None, bytes | None]]) -> dict[UUID, str]:
+    """Index rows carry the digest; a `ProcessedMessage` marker row its event's state."""
+    found: dict[UUID, str] = {}
+    for key, digest, state in rows:
+        if digest is not None:
+            found[key] = digest
+        elif state is not None:
+            found.setdefault(key, marker_digest(state))
+    return found
 
 
 def open_store(

@@ -5,11 +5,13 @@ One code path, two transports: the Kafka consumer and `ledger ingest` both hand 
 protocol, per batch:
   1. skip items at or before the stored position of their source (a resumed run);
   2. apply each message through its handler; a message whose event id was applied before
-     is skipped; a message the rules or the schema refuse is undone in place and recorded
-     with its reason, and changes nothing else; every event a message caused is stamped
+     is skipped (the batch asks for its event ids in one query: `ProcessedDigests`); a
+     message the rules or the schema refuse is undone in place and recorded with its
+     reason, and changes nothing else; every event a message caused is stamped
      with the message's business time (ledger/domain/business_time.py);
-  3. write every new aggregate event, the outbound commands they caused, and the source's
-     new position in ONE transaction (eventsourcing's process recorder);
+  3. write every new aggregate event, the outbound commands they caused, one
+     `ProcessedBatch` event with the event ids applied, and the source's new position in ONE
+     transaction (eventsourcing's process recorder; the store indexes the event ids in it);
   4. only then may the transport acknowledge (Kafka offsets are advisory: the database owns
      the position).
 Between batches the process keeps the aggregates it wrote (ledger/held_aggregates.py); what
@@ -32,7 +34,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError, Tracking
 from eventsourcing.projection import EventSourcedProjection
 
-from ledger.batch import Batch, BatchResult, Inbound, StaleRead
+from ledger.batch import Batch, BatchResult, Inbound, ProcessedDigests, StaleRead
 from ledger.domain.configuration import EffectiveDated
 from ledger.domain.driver_account import DriverAccount
 from ledger.domain.errors import (
@@ -45,8 +47,10 @@ from ledger.domain.errors import (
 from ledger.domain.inbox import (
     CONFLICT_REASON_PREFIX,
     DeadLetter,
-    ProcessedMessage,
+    ProcessedBatch,
+    ProcessedEntry,
     Refusal,
+    processed_key,
 )
 from ledger.domain.invoice import InvoiceSeries
 from ledger.domain.outbox import OutboundCommand
@@ -72,7 +76,14 @@ Handler = Callable[[Any, Batch], None]
 # The stored version of each of some aggregate ids (absent ids left out), in one query.
 StoredVersions = Callable[[Sequence[UUID]], dict[UUID, int]]
 # Markers written once and read again only for a duplicate: not worth a place in memory.
-WRITTEN_ONCE = (ProcessedMessage, OutboundCommand, DeadLetter, Refusal)
+WRITTEN_ONCE = (OutboundCommand, DeadLetter, Refusal)
+# Stored events that record applied event ids, newest scheme first (`ProcessedMessage`: one
+# aggregate per message, written before `ProcessedBatch`).
+PROCESSED_TOPICS = (
+    "ledger.domain.inbox:ProcessedBatch.Processed",
+    "ledger.domain.inbox:ProcessedMessage.Processed",
+)
+PROCESSED_SCAN_PAGE = 1_000
 
 
 class Ledger(EventSourcedProjection[UUID]):
@@ -95,6 +106,11 @@ class Ledger(EventSourcedProjection[UUID]):
         # from the store only what this process does not hold (ledger/held_aggregates.py).
         self._held = HeldAggregates(HELD_AGGREGATES_MAX)
         self._stored_versions: StoredVersions = self.stored_versions_one_by_one
+        # Which event ids were applied: the store's index in one query per batch
+        # (`use_processed_index`), else an index this process keeps by reading the store's
+        # processed events once (the in-memory store of the tests and the simulator).
+        self._processed_index: ProcessedDigests | None = None
+        self._processed_in_memory: dict[UUID, str] | None = None
         # Batches applied again because another writer got there first (`ledger bench`).
         self.batches_retried = 0
 
@@ -102,6 +118,33 @@ class Ledger(EventSourcedProjection[UUID]):
         """Answer "which version of these aggregates does the store hold?" in one query per
         batch (the store's adapter knows how); without it, one read per id."""
         self._stored_versions = probe
+
+    def use_processed_index(self, lookup: ProcessedDigests) -> None:
+        """Answer "which of these event ids were applied, with which payload digest?" from
+        the store's index, kept in each batch's transaction (consumers/processed_index.py)."""
+        self._processed_index = lookup
+
+    def processed_digests(self, keys: Sequence[UUID]) -> dict[UUID, str]:
+        if self._processed_index is not None:
+            return self._processed_index(keys)
+        known = self._processed_kept_in_memory()
+        return {k: known[k] for k in keys if k in known}
+
+    def _processed_kept_in_memory(self) -> dict[UUID, str]:
+        if self._processed_in_memory is None:
+            known: dict[UUID, str] = {}
+            start = 1
+            while True:
+                page = self.recorder.select_notifications(
+                    start=start, limit=PROCESSED_SCAN_PAGE, topics=list(PROCESSED_TOPICS))
+                for notification in page:
+                    _remember(known, _processed_entries(
+                        self.mapper.to_domain_event(notification)))
+                if len(page) < PROCESSED_SCAN_PAGE:
+                    break
+                start = page[-1].id + 1
+            self._processed_in_memory = known
+        return self._processed_in_memory
 
     def stored_versions_one_by_one(self, ids: Sequence[UUID]) -> dict[UUID, int]:
         versions: dict[UUID, int] = {}
@@ -164,8 +207,12 @@ class Ledger(EventSourcedProjection[UUID]):
         never leaves a trace beyond its reason and its neighbours are applied once."""
         result = BatchResult()
         batch = Batch(
-            self._stored, self._absent_processed_ids(items),
+            self._stored, self.processed_digests,
             self._held if optimistic else None, assume_new_commands=optimistic,
+        )
+        batch.look_up_processed(
+            processed_key(i.message.tenant_id, i.message.event_id)
+            for i in items if i.message is not None
         )
         parking = Parking(batch)
 
@@ -187,10 +234,13 @@ class Ledger(EventSourcedProjection[UUID]):
         self._check_held(batch)
         tracking = Tracking(items[-1].source, items[-1].position) if items else None
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking)
-        processing_event.collect_events(*batch.aggregates())
+        processed = batch.processed_batch()
+        processing_event.collect_events(*batch.aggregates(), *filter(None, [processed]))
         result.new_events = len(processing_event.events)
         result.commands_issued = batch.commands_issued
         self._record(processing_event)
+        if processed is not None and self._processed_in_memory is not None:
+            _remember(self._processed_in_memory, processed.entries)
         self._take_snapshots(processing_event)
         self._held.hold(
             a for a in batch.aggregates() if not isinstance(a, WRITTEN_ONCE)
@@ -251,13 +301,6 @@ class Ledger(EventSourcedProjection[UUID]):
         except AggregateNotFoundError:
             return None
 
-    def _absent_processed_ids(self, items: Sequence[Inbound]) -> frozenset[UUID]:
-        ids = [
-            ProcessedMessage.create_id(i.message.tenant_id, i.message.event_id)
-            for i in items if i.message is not None
-        ]
-        return frozenset(ids) - self._stored_versions(ids).keys()
-
     def _apply_item(
         self, item: Inbound, batch: Batch, refusal: LedgerError | None, parking: Parking,
         release: Release | None,
@@ -269,15 +312,14 @@ class Ledger(EventSourcedProjection[UUID]):
         if isinstance(refusal, HandlerFailed):  # failed and undone: not again
             self._dead_letter(item, str(refusal), batch)
             return "dead_lettered"
-        processed_id = ProcessedMessage.create_id(message.tenant_id, message.event_id)
-        processed = batch.get(ProcessedMessage, processed_id)
+        processed = batch.processed_digest(message.tenant_id, message.event_id)
         digest = message.payload_digest()
         if processed is not None:
-            if processed.payload_digest in ("", digest):
+            if processed in ("", digest):
                 return "duplicates"
             self._dead_letter(item, (
                 f"{CONFLICT_REASON_PREFIX}event id {message.event_id} was applied with"
-                f" payload sha256 {processed.payload_digest}; this copy has sha256 {digest}"
+                f" payload sha256 {processed}; this copy has sha256 {digest}"
             ), batch)
             return "conflicts"  # dead-lettered, and counted as a conflict
         if release is None and parking.holds(message):
@@ -317,7 +359,7 @@ class Ledger(EventSourcedProjection[UUID]):
             # Not marked processed: once its cause is fixed (say, configuration that arrived
             # late), `ledger dead-letters redrive` can still apply it, exactly once.
             return "dead_lettered"
-        batch.add(ProcessedMessage(message.tenant_id, message.event_id, item.source, digest))
+        batch.mark_processed(message.tenant_id, message.event_id, digest)
         return outcome
 
     def _dead_letter(self, item: Inbound, reason: str, batch: Batch) -> None:
@@ -339,6 +381,20 @@ class Ledger(EventSourcedProjection[UUID]):
                 payload=storable(item.raw), received_at=received_at,
             )
         )
+
+
+def _processed_entries(event: Any) -> list[ProcessedEntry]:
+    """The event ids a stored processed event records: a `ProcessedBatch`'s entries, or
+    the one of a `ProcessedMessage` marker (no digest if written before digests were kept)."""
+    if isinstance(event, vars(ProcessedBatch)["Processed"]):
+        entries: list[ProcessedEntry] = event.entries
+        return entries
+    return [[event.tenant_id, event.event_id, getattr(event, "payload_digest", "")]]
+
+
+def _remember(known: dict[UUID, str], entries: list[ProcessedEntry]) -> None:
+    for tenant_id, event_id, digest in entries:
+        known[processed_key(tenant_id, event_id)] = digest
 
 
 def _after_waiting(reason: str, waited: str | None) -> str:

@@ -6,7 +6,7 @@ Handlers import this module (never the application), so the dependency points on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.business_time import stamp_business_time
+from ledger.domain.inbox import ProcessedBatch, ProcessedEntry, processed_key
 from ledger.domain.outbox import OutboundCommand
 from ledger.held_aggregates import Held, HeldAggregates
 from ledger.messages import Envelope
@@ -22,6 +23,9 @@ from ledger.messages import Envelope
 A = TypeVar("A", bound=Aggregate)
 # Reads one stored aggregate, or None when the store holds none under that id.
 StoredAggregate = Callable[[UUID], Aggregate | None]
+# The payload digest of each of some processed keys the store holds ("" for a marker written
+# before digests were kept); keys never processed are left out. One query for them all.
+ProcessedDigests = Callable[[Sequence[UUID]], dict[UUID, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +76,19 @@ class Batch:
     def __init__(
         self,
         stored: StoredAggregate,
-        known_absent: frozenset[UUID] = frozenset(),
+        processed: ProcessedDigests,
         held: HeldAggregates | None = None,
         *,
         assume_new_commands: bool = False,
     ) -> None:
         self._stored = stored
-        # Ids the store was asked about in bulk and does not hold: no read needed for them.
-        self._known_absent = known_absent
+        # Event ids applied before this batch: asked in one query for the batch's messages
+        # (`look_up_processed`), one by one for any other (a parked message released).
+        self._processed = processed
+        self._processed_before: dict[UUID, str] = {}
+        self._processed_asked: set[UUID] = set()
+        # The event ids this batch applies or refuses, in order: its `ProcessedBatch`.
+        self._processed_now: dict[UUID, ProcessedEntry] = {}
         # Ids this batch already asked the store about and found absent: a session's meter
         # updates ask for the same missing aggregates (held session credit, a pool not yet
         # opened) again and again; one read per batch is enough.
@@ -106,11 +115,12 @@ class Batch:
         self._mark_order = 0
         self._mark_commands = 0
         self._mark_pending: dict[UUID, int] = {}
+        self._mark_processed = 0
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         found: Held | None = self._touched.get(aggregate_id)
         if found is None:
-            if aggregate_id in self._known_absent or aggregate_id in self._found_absent:
+            if aggregate_id in self._found_absent:
                 return None
             held = self._take_held(aggregate_id)
             found = self._stored(aggregate_id) if held is None else held
@@ -162,6 +172,34 @@ class Batch:
         self.commands_issued += 1
         self.issued_commands.append((command.tenant_id, command.event_id))
 
+    # ------------------------------------------------------------------ event ids
+    def look_up_processed(self, keys: Iterable[UUID]) -> None:
+        """Ask the store, in one query, which of these processed keys it holds."""
+        wanted = [k for k in dict.fromkeys(keys) if k not in self._processed_asked]
+        if wanted:
+            self._processed_before.update(self._processed(wanted))
+            self._processed_asked.update(wanted)
+
+    def processed_digest(self, tenant_id: str, event_id: str) -> str | None:
+        """The payload digest under which this event id was applied (or refused), by this
+        batch or before it; None if never."""
+        key = processed_key(tenant_id, event_id)
+        entry = self._processed_now.get(key)
+        if entry is not None:
+            return entry[2]
+        self.look_up_processed([key])
+        return self._processed_before.get(key)
+
+    def mark_processed(self, tenant_id: str, event_id: str, payload_digest: str) -> None:
+        """Record that this event id is applied (or refused): it never applies again."""
+        self._processed_now[processed_key(tenant_id, event_id)] = [
+            tenant_id, event_id, payload_digest]
+
+    def processed_batch(self) -> ProcessedBatch | None:
+        """The one event recording every event id this batch applied, if it applied any."""
+        entries = list(self._processed_now.values())
+        return ProcessedBatch(entries) if entries else None
+
     def stamp_business_time(self, at: datetime | None) -> None:
         """Stamp every event raised since the last stamp with `at`, the business time of
         the item just handled (ledger/domain/business_time.py; None: an undecodable item,
@@ -186,6 +224,7 @@ class Batch:
         self._mark_order = len(self._order)
         self._mark_commands = self.commands_issued
         self._mark_pending = {}
+        self._mark_processed = len(self._processed_now)
 
     def undo_message(self) -> None:
         """Take back every change of the message since `begin_message` (it was refused or
@@ -206,6 +245,8 @@ class Batch:
             )
         self.commands_issued = self._mark_commands
         del self.issued_commands[self._mark_commands:]
+        for key in list(self._processed_now)[self._mark_processed:]:
+            del self._processed_now[key]
         self.begin_message()
 
     def _rebuilt(self, changed: Aggregate, kept: list[Any]) -> Aggregate:
@@ -235,4 +276,6 @@ class Batch:
         return self._found_absent - self._touched.keys()
 
 
-__all__ = ["Batch", "BatchResult", "Inbound", "StaleRead", "StoredAggregate"]
+__all__ = [
+    "Batch", "BatchResult", "Inbound", "ProcessedDigests", "StaleRead", "StoredAggregate",
+]

@@ -32,10 +32,10 @@ NATURAL_KEY_FIELDS: dict[str, str | tuple[str, ...]] = {
     "EffectiveDated": ("kind", "key"),
 }
 NATURAL_KEY_SEPARATOR = "|"
-# Aggregates complete in their creation event (one per inbound message, or per command):
-# nothing later needs their tenant, so they are not remembered.
+# Aggregates complete in their creation event (one per inbound message, per batch, or per
+# command): nothing later needs their tenant, so they are not remembered.
 SINGLE_EVENT_KINDS: frozenset[str] = frozenset(
-    {"ProcessedMessage", "DeadLetter", "Refusal", "OutboundCommand"}
+    {"ProcessedMessage", "ProcessedBatch", "DeadLetter", "Refusal", "OutboundCommand"}
 )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ledger.application import Inbound
 from ledger.domain.business_time import business_time_of
-from ledger.domain.inbox import DeadLetter, ProcessedMessage, Refusal
+from ledger.domain.inbox import DeadLetter, ProcessedBatch, Refusal
 from ledger.domain.session import ChargingSession
 from ledger.domain.wallet import Wallet
 from tests.builders import LedgerDriver, driver, location, session_events, tariff, tenant, top_up
@@ -47,10 +47,11 @@ def test_one_batch_of_many_messages_stamps_each_event_with_its_own_message() -> 
     readings = named(events, ChargingSession, "ReadingRecorded")
     assert [business_time_of(e) for e in readings] == [
         m.transaction.timestamp for m in session]
-    markers = {e.event_id: business_time_of(e)
-               for e in named(events, ProcessedMessage, "Processed")}
-    assert markers[first.event_id] == MARCH_2 and markers[late.event_id] == MARCH_1
-    assert markers[session[-1].event_id] == ended_at
+    # The batch's one record of its event ids spans messages: it has no business time.
+    [processed] = named(events, ProcessedBatch, "Processed")[-1:]
+    assert business_time_of(processed) is None
+    assert [e[1] for e in processed.entries] == [
+        m.event_id for m in (first, *session, late)]
 
 
 def test_refusals_are_stamped_and_an_undecodable_message_has_no_business_time() -> None:

@@ -193,7 +193,7 @@ MODELLED_KINDS = ("driver_receivable", "wallet", "operator_absorbed_cost", "psp_
                   "bank_clearing", "discounts")
 # What came in and did not move money: processed marks, dead letters, refusals, and the lot
 # where messages waited for what they need.
-INBOX_CLASSES = frozenset({"ProcessedMessage", "DeadLetter", "Refusal", "ParkingLot"})
+INBOX_CLASSES = frozenset({"ProcessedBatch", "DeadLetter", "Refusal", "ParkingLot"})
 OUTCOMES_BY_ACTION: dict[str, tuple[str, str | None]] = {  # (success, failure) on the wire
     "authorize": ("hold_authorized", "hold_failed"),
     "charge": ("charge_succeeded", "charge_failed"),

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from consumers.avro_codec import key_for
 from consumers.kafka_topics import topic_of
 from ledger.application import BatchResult, Inbound, Ledger
-from ledger.domain.inbox import ProcessedMessage
+from ledger.domain.inbox import processed_key
 from ledger.domain.parking import ParkingLot
 from ledger.limits import PARKED_WAIT_MINUTES
 from ledger.messages import Envelope
@@ -40,7 +40,7 @@ from tests.builders import (
 )
 
 # What the read side of the report would not tell apart: where and when each came in.
-BOOKKEEPING = frozenset({"ParkingLot", "ProcessedMessage", "DeadLetter", "Refusal"})
+BOOKKEEPING = frozenset({"ParkingLot", "ProcessedBatch", "DeadLetter", "Refusal"})
 
 
 class KafkaLikeDriver(LedgerDriver):
@@ -66,8 +66,8 @@ class KafkaLikeDriver(LedgerDriver):
         return list(lot.entries) if isinstance(lot, ParkingLot) else []
 
     def applied(self, message: Envelope) -> bool:
-        return ProcessedMessage.create_id(message.tenant_id, message.event_id) in (
-            self.ledger.repository)
+        key = processed_key(message.tenant_id, message.event_id)
+        return key in self.ledger.processed_digests([key])
 
 
 def configuration(*drivers: Envelope) -> list[Envelope]:

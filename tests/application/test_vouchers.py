@@ -62,7 +62,7 @@ def assert_books_balance(d: LedgerDriver) -> None:
 
 # What a refused message may leave: its reason, and the mark that it was processed.
 # The refusal's reason and processed mark, and its wait in the parking lot.
-REFUSAL_TRAIL = {"Refusal.Refused", "ProcessedMessage.Processed", "ParkingLot.Opened",
+REFUSAL_TRAIL = {"Refusal.Refused", "ProcessedBatch.Processed", "ParkingLot.Opened",
                  "ParkingLot.Parked", "ParkingLot.Released"}
 
 

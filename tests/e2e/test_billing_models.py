@@ -35,7 +35,7 @@ from consumers.avro_codec import decode, encode, headers_for, key_for, type_from
 from consumers.kafka_topics import topic_of
 from consumers.settings import Settings
 from ledger.application import Ledger
-from ledger.domain.inbox import ProcessedMessage
+from ledger.domain.inbox import processed_key
 from ledger.domain.session import ChargingSession
 from ledger.messages import Envelope
 from projections.report import current_report
@@ -131,9 +131,9 @@ def publish(stack: Stack, producer: Any, ledger: Ledger, *messages: Envelope) ->
                       value=encode(message), headers=headers_for(message))
     producer.flush()
     for message in messages:
-        processed = ProcessedMessage.create_id(message.tenant_id, message.event_id)
+        processed = processed_key(message.tenant_id, message.event_id)
         eventually(stack, f"{message.type_name()} {message.event_id} applied",
-                   lambda pid=processed: True if pid in ledger.repository else None)
+                   lambda key=processed: True if ledger.processed_digests([key]) else None)
 
 
 def settled(stack: Stack, ledger: Ledger, tenant_id: str, tx: str) -> dict[str, Any]:

@@ -406,11 +406,14 @@ _DEAD_LETTER_PROVENANCE = ("source", "position", "key", "payload")
 _TRANSPORTS = ("file:", "kafka:")
 _DEAD_LETTER_TOPIC = "ledger.domain.inbox:DeadLetter"
 _PARKING_TOPIC = "ledger.domain.parking:"
+_PROCESSED_BATCH_TOPIC = "ledger.domain.inbox:ProcessedBatch.Processed"
 
 
 def stored_events(database: str) -> list[str]:
     """Every stored event (aggregate, version, type, state) as one JSON text each, sorted,
-    without the wall-clock timestamp and a message's provenance (dead letters, parking)."""
+    without the wall-clock timestamp and a message's provenance (dead letters, parking).
+    A `ProcessedBatch` is one item per event id it records: how messages were grouped
+    into batches is the transport's, not what was applied."""
     with psycopg.connect(database) as connection:
         rows = connection.execute(
             "SELECT originator_id, originator_version, topic, state FROM ledger_events"
@@ -418,6 +421,9 @@ def stored_events(database: str) -> list[str]:
     events = []
     for originator_id, version, topic, state in rows:
         payload = json.loads(bytes(state))
+        if topic == _PROCESSED_BATCH_TOPIC:
+            events.extend(json.dumps(["processed", *entry]) for entry in payload["entries"])
+            continue
         payload.pop("timestamp", None)
         aggregate = str(originator_id)
         if str(payload.get("source", "")).startswith(_TRANSPORTS):
@@ -465,16 +471,18 @@ def assert_same_events(database: str, reference: str, redelivered: bool = False)
 
 def untouched_messages(database: str, messages: Sequence[Envelope]) -> list[str]:
     """Event ids of published messages the ledger holds no trace of: neither processed
-    (a ProcessedMessage marker) nor dead-lettered."""
+    (an entry of a ProcessedBatch) nor dead-lettered."""
     traces: set[tuple[str, str]] = set()
     with psycopg.connect(database) as connection:
-        for (state,) in connection.execute(
-            "SELECT state FROM ledger_events WHERE topic IN"
-            " ('ledger.domain.inbox:ProcessedMessage.Processed',"
-            "  'ledger.domain.inbox:DeadLetter.Recorded')"
+        for topic, state in connection.execute(
+            "SELECT topic, state FROM ledger_events WHERE topic IN"
+            " (%s, 'ledger.domain.inbox:DeadLetter.Recorded')", (_PROCESSED_BATCH_TOPIC,)
         ).fetchall():
             payload = json.loads(bytes(state))
-            traces.add((str(payload.get("tenant_id")), str(payload.get("event_id"))))
+            if topic == _PROCESSED_BATCH_TOPIC:
+                traces.update((str(t), str(e)) for t, e, _digest in payload["entries"])
+            else:
+                traces.add((str(payload.get("tenant_id")), str(payload.get("event_id"))))
     return sorted({m.event_id for m in messages if (m.tenant_id, m.event_id) not in traces})
 
 

@@ -3,6 +3,7 @@ what it created is gone, what it changed is as the earlier messages left it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from uuid import UUID
 
@@ -27,9 +28,13 @@ def _read_stored(aggregate_id: UUID) -> Aggregate | None:
     return wallet if aggregate_id == wallet.id else None
 
 
+def _none_processed(keys: Sequence[UUID]) -> dict[UUID, str]:
+    return {}
+
+
 def test_undo_drops_what_the_message_created_and_keeps_earlier_messages_changes() -> None:
     stored = _stored_wallet()
-    batch = Batch(_read_stored)
+    batch = Batch(_read_stored, _none_processed)
     wallet_id = Wallet.create_id("t1", "d1")
 
     batch.begin_message()  # message 1: credits 1.00
@@ -63,7 +68,7 @@ def test_an_aggregate_another_writer_changed_during_the_batch_cannot_be_rebuilt(
     def read(aggregate_id: UUID) -> Aggregate | None:
         return newer if aggregate_id == newer.id else None
 
-    batch = Batch(read, held=held)
+    batch = Batch(read, _none_processed, held=held)
     batch.begin_message()  # message 1 takes the wallet from memory and credits it
     wallet = batch.get(Wallet, stored.id)
     assert wallet is stored  # taken from memory, not read
@@ -78,7 +83,7 @@ def test_an_aggregate_another_writer_changed_during_the_batch_cannot_be_rebuilt(
 
 
 def test_what_the_refused_message_read_first_is_dropped_and_read_again() -> None:
-    batch = Batch(_read_stored)
+    batch = Batch(_read_stored, _none_processed)
     wallet_id = Wallet.create_id("t1", "d1")
     batch.begin_message()
     wallet = batch.get(Wallet, wallet_id)

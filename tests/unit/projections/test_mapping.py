@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ledger.domain.inbox import DeadLetter, ProcessedMessage, Refusal
+from ledger.domain.inbox import DeadLetter, ProcessedBatch, ProcessedMessage, Refusal
 from ledger.domain.invoice import InvoiceSeries, document
 from ledger.domain.outbox import OutboundCommand
 from ledger.domain.session import ChargingSession
@@ -174,10 +174,11 @@ def test_readings_and_processed_markers_change_no_row() -> None:
     session = ChargingSession(tenant_id="t1", transaction_id="tx", location_id="L1",
                               charge_point_id="CP1")
     session.record_reading({"seq_no": 0, "event_type": "Updated", "timestamp": T})
-    marker = ProcessedMessage("t1", "e1", "file:x")
-    reading, processed = stored(session, marker)[1:]
+    marker = ProcessedMessage("t1", "e1", "file:x")  # the scheme before ProcessedBatch
+    reading, processed, batch = stored(session, marker, ProcessedBatch([["t1", "e2", "d"]]))[1:]
 
     assert changes_for(processed, {}) == []
+    assert changes_for(batch, {}) == []
     assert changes_for(reading, {reading.originator_id: Identity("ChargingSession", "t1",
                                                                    "tx")}) == []
 
@@ -207,11 +208,13 @@ def test_identities_come_from_creation_events_only_and_skip_single_event_aggrega
     wallet = Wallet(tenant_id="t1", driver_id="d1", currency="EUR")
     wallet.credit(Decimal("1"), "top_up", "r", [])
     opened, credited = stored(wallet)
-    marker = stored(ProcessedMessage("t1", "e1", "file:x"))[0]
+    marker, batch = stored(ProcessedMessage("t1", "e1", "file:x"),
+                           ProcessedBatch([["t1", "e2", "d"]]))
 
     assert identity_of(opened) == Identity("Wallet", "t1", "d1")
     assert identity_of(credited) is None
     assert identity_of(marker) is None
+    assert identity_of(batch) is None
 
 
 def test_every_projected_event_is_a_real_event_class_of_the_domain() -> None:
