@@ -47,7 +47,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from consumers.processed_index import index_rows, processed_table_name
+from consumers.processed_index import IndexRow, index_rows, processed_table_name
+from ledger.domain.inbox import PROCESSED_BATCH_TOPIC
 from ledger.event_chain import ChainedRecord, Link, links_after
 
 # Links and records read per query by `verify` and `seal`: bounded memory on any store.
@@ -352,6 +353,37 @@ class ChainStore:
         content = state.encode() if isinstance(state, str) else bytes(state)
         return ChainedRecord(int(notification_id), _uuid_or_text(originator_id), int(version),
                              str(topic), content)
+
+
+    # -------------------------------------------------------------- the processed index
+    def processed_batches(self, stop: int) -> Iterator[list[tuple[int, bytes]]]:
+        """The `ProcessedBatch` events up to `stop` (notification id, state), a page at a
+        time, for checking the index against them (consumers/processed_index.py)."""
+        start = 1
+        while True:
+            page = self._recorder.select_notifications(
+                start=start, stop=stop, limit=CHAIN_PAGE_ROWS_MAX, topics=[PROCESSED_BATCH_TOPIC])
+            yield [(n.id, bytes(n.state)) for n in page]
+            if len(page) < CHAIN_PAGE_ROWS_MAX:
+                return
+            start = page[-1].id + 1
+
+    def processed_rows(self, after: int, upto: int) -> list[IndexRow]:
+        """The index rows whose event's notification id is in (after, upto]."""
+        if self._postgres is not None:
+            statement: Any = SQL(
+                "SELECT processed_id, payload_digest, notification_id FROM {}.{}"
+                " WHERE notification_id > %s AND notification_id <= %s"
+            ).format(Identifier(self._postgres.datastore.schema),
+                     Identifier(self._postgres.processed_table_name))
+        else:
+            assert self._sqlite is not None
+            statement = (
+                "SELECT processed_id, payload_digest, notification_id FROM"
+                f" {processed_table_name(self._sqlite.events_table_name)}"
+                " WHERE notification_id > ? AND notification_id <= ?")
+        return [(key if isinstance(key, UUID) else UUID(key), str(digest), int(nid))
+                for key, digest, nid in self._query(statement, (after, upto))]
 
 
 class ChainAlreadyStarted(Exception):

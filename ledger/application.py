@@ -46,6 +46,7 @@ from ledger.domain.errors import (
 )
 from ledger.domain.inbox import (
     CONFLICT_REASON_PREFIX,
+    PROCESSED_TOPICS,
     DeadLetter,
     ProcessedBatch,
     ProcessedEntry,
@@ -77,12 +78,6 @@ Handler = Callable[[Any, Batch], None]
 StoredVersions = Callable[[Sequence[UUID]], dict[UUID, int]]
 # Markers written once and read again only for a duplicate: not worth a place in memory.
 WRITTEN_ONCE = (OutboundCommand, DeadLetter, Refusal)
-# Stored events that record applied event ids, newest scheme first (`ProcessedMessage`: one
-# aggregate per message, written before `ProcessedBatch`).
-PROCESSED_TOPICS = (
-    "ledger.domain.inbox:ProcessedBatch.Processed",
-    "ledger.domain.inbox:ProcessedMessage.Processed",
-)
 PROCESSED_SCAN_PAGE = 1_000
 
 

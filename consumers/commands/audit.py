@@ -3,7 +3,8 @@
 - `replay`: rebuild every read model from the event log into a scratch schema (PostgreSQL)
   or scratch file (SQLite) and compare it with the live read models, table by table.
 - `verify [--expect-head HASH]`: walk the hash chain over the stored events; name every
-  edited, deleted, inserted or moved event; print the chain's head.
+  edited, deleted, inserted or moved event, and every row of the index of applied event ids
+  that differs from the chained events it comes from; print the chain's head.
 - `seal`: start the chain on a store written before it existed (links every stored event as
   it stands now).
 - `whatif --events FILE --from DATE --to DATE --config FILE [--json]`: re-bill a past period
@@ -30,6 +31,7 @@ from typing import Any
 from consumers.chained_store import ChainAlreadyStarted, ChainStore
 from consumers.cli import CliError
 from consumers.commands.ingest import check_readable
+from consumers.processed_index import index_breaks
 from consumers.rebilling import Rebilled, rebill
 from consumers.store import open_store, redacted_url, store_url_from
 from ledger.event_chain import Link, Walk, find_breaks
@@ -186,6 +188,10 @@ def run_verify(args: argparse.Namespace) -> int:
                 yield link
 
         found = _print_bounded(str(b) for b in find_breaks(chain.records(stop), links(), walk))
+        # The index of applied event ids is no event: checked against the chained
+        # ProcessedBatch events it comes from (consumers/processed_index.py).
+        found += _print_bounded(
+            index_breaks(chain.processed_batches(stop), chain.processed_rows, stop))
     print(f"store {redacted_url(store_url)}: {walk.records} events, {walk.links} links")
     if walk.head is None:
         if walk.records:

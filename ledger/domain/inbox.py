@@ -6,6 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.utils import get_topic
 
 from ledger.domain.ids import natural_id
 
@@ -60,6 +61,11 @@ class ProcessedBatch(Aggregate):
         assert entries, "a batch that applied nothing records nothing"
         self.entries = entries
 
+
+# The stored topics of applied event ids: newest scheme first. Event classes made by @event
+# are attributes mypy cannot see.
+PROCESSED_BATCH_TOPIC = get_topic(vars(ProcessedBatch)["Processed"])
+PROCESSED_TOPICS = (PROCESSED_BATCH_TOPIC, get_topic(vars(ProcessedMessage)["Processed"]))
 
 # The reason of a dead letter whose event id was applied before with another payload.
 CONFLICT_REASON_PREFIX = "conflict: "

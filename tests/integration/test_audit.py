@@ -46,13 +46,16 @@ def filled_store(store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
 def tamper(store: str, *statements: str) -> None:
     """Run SQL directly on the store's database (`{events}`/`{chain}`/`{id}` by dialect)."""
     if store.startswith("sqlite:///"):
-        names = {"events": "stored_events", "chain": "stored_events_chain", "id": "rowid"}
+        names = {"events": "stored_events", "chain": "stored_events_chain", "id": "rowid",
+                 "processed": "stored_events_processed", "a_key": f"'{'0' * 31}1'"}
         with closing(sqlite3.connect(store[len("sqlite:///"):])) as connection:
             for statement in statements:
                 connection.execute(statement.format(**names))
             connection.commit()
         return
-    names = {"events": "ledger_events", "chain": "ledger_events_chain", "id": "notification_id"}
+    names = {"events": "ledger_events", "chain": "ledger_events_chain", "id": "notification_id",
+             "processed": "ledger_events_processed",
+             "a_key": "'00000000-0000-0000-0000-000000000001'::uuid"}
     with psycopg.connect(store) as connection:
         for statement in statements:
             connection.execute(statement.format(**names).encode())
@@ -123,6 +126,34 @@ def test_verify_names_each_edited_deleted_inserted_and_swapped_event(
     assert breaks(out) == [(10, "edited"), (20, "deleted"), (30, "deleted"), (40, "edited"),
                            (41, "edited"), (last + 1, "inserted")]
     assert out.splitlines()[-1] == "VERDICT: BROKEN: 6 breaks in the chain"
+
+
+def test_verify_names_each_row_of_the_processed_index_that_its_events_do_not_record(
+    filled_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The index of applied event ids is no event: an intruder who deletes a row there could
+    # have a message applied twice, so verify checks it against the chained events.
+    last_batch = "(SELECT MAX(notification_id) FROM {processed})"
+    tamper(
+        filled_store,
+        # the last batch's first event id is forgotten; one of its digests changed
+        "DELETE FROM {processed} WHERE processed_id = (SELECT processed_id FROM {processed}"
+        " WHERE notification_id = " + last_batch + " ORDER BY processed_id LIMIT 1)",
+        "UPDATE {processed} SET payload_digest = 'ab' WHERE processed_id = (SELECT processed_id"
+        " FROM {processed} WHERE notification_id = " + last_batch
+        + " ORDER BY processed_id DESC LIMIT 1)",
+        # a row added by hand, at an event that records no event ids
+        "INSERT INTO {processed} (processed_id, payload_digest, notification_id)"
+        " VALUES ({a_key}, 'cd', 5)",
+    )
+    code, out = audit(capsys, "verify", "--store", filled_store)
+    assert code == 1, out
+    found = breaks(out)
+    assert found.count((5, "index")) == 1
+    [(at, kind)] = {b for b in found if b[0] != 5}
+    assert kind == "index" and len(found) == 4, out  # two rows missing there, one extra
+    assert "has no index row: a redelivered copy would apply again" in out
+    assert out.splitlines()[-1] == "VERDICT: BROKEN: 4 breaks in the chain"
 
 
 def test_a_rewritten_chain_passes_alone_but_not_against_an_earlier_head(
