@@ -150,7 +150,7 @@ def test_verify_names_each_row_of_the_processed_index_that_its_events_do_not_rec
     assert code == 1, out
     found = breaks(out)
     assert found.count((5, "index")) == 1
-    [(at, kind)] = {b for b in found if b[0] != 5}
+    [(_batch_at, kind)] = {b for b in found if b[0] != 5}
     assert kind == "index" and len(found) == 4, out  # two rows missing there, one extra
     assert "has no index row: a redelivered copy would apply again" in out
     assert out.splitlines()[-1] == "VERDICT: BROKEN: 4 breaks in the chain"
