@@ -11,6 +11,7 @@ import pytest
 from eventsourcing.domain import Aggregate
 
 from ledger.batch import Batch, StaleRead
+from ledger.domain.inbox import processed_key
 from ledger.domain.wallet import TopUpReference, Wallet
 from ledger.held_aggregates import HeldAggregates
 
@@ -94,3 +95,27 @@ def test_what_the_refused_message_read_first_is_dropped_and_read_again() -> None
     again = batch.get(Wallet, wallet_id)
     assert again is not None and again is not wallet
     assert again.balance == Decimal("5.00") and not again.pending_events
+
+
+def test_undo_forgets_the_event_ids_the_message_marked_and_a_batch_asks_the_store_once() -> None:
+    asked: list[list[UUID]] = []
+
+    def store_knows_e0(keys: Sequence[UUID]) -> dict[UUID, str]:
+        asked.append(list(keys))
+        return {k: "d0" for k in keys if k == processed_key("t1", "e0")}
+
+    batch = Batch(_read_stored, store_knows_e0)
+    batch.look_up_processed([processed_key("t1", "e0"), processed_key("t1", "e1")])
+    batch.begin_message()
+    batch.mark_processed("t1", "e1", "d1")
+    batch.begin_message()
+    batch.mark_processed("t1", "e2", "d2")
+    batch.undo_message()
+
+    assert batch.processed_digest("t1", "e0") == "d0"  # applied before the batch
+    assert batch.processed_digest("t1", "e1") == "d1"  # by this batch
+    assert len(asked) == 1, "both were asked in the batch's one query"
+    assert batch.processed_digest("t1", "e2") is None  # undone: asked again, one key
+    assert asked[1:] == [[processed_key("t1", "e2")]]
+    processed = batch.processed_batch()
+    assert processed is not None and processed.entries == [["t1", "e1", "d1"]]
