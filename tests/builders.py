@@ -16,7 +16,7 @@ from typing import Any
 from eventsourcing.utils import get_topic
 
 from ledger.application import BatchResult, Inbound, Ledger
-from ledger.domain.inbox import DeadLetter, Refusal
+from ledger.domain.inbox import DeadLetter, ProcessedBatch, Refusal
 from ledger.domain.journal import JournalEntry
 from ledger.domain.outbox import OutboundCommand
 from ledger.domain.session import ChargingSession
@@ -328,6 +328,10 @@ def domain_events(d: LedgerDriver) -> list[Any]:
     return [d.ledger.mapper.to_domain_event(n) for n in notifications]
 
 
+# The key under which `store_view` keeps every applied event id of all `ProcessedBatch`es.
+APPLIED_EVENT_IDS = UUID(int=0)
+
+
 @dataclass(frozen=True, slots=True)
 class StoreView:
     """One read of the whole store: its events, every aggregate's state, the journal."""
@@ -349,7 +353,13 @@ def store_view(d: LedgerDriver) -> StoreView:
                        if name not in _WALL_CLOCK_ATTRIBUTES}
         | {"__class__": type(aggregate).__qualname__}
         for aggregate_id, aggregate in aggregates.items()
+        if not isinstance(aggregate, ProcessedBatch)
     }
+    # Which event ids were applied, whatever batches they came in (the transport's grouping).
+    applied = sorted(entry for a in aggregates.values() if isinstance(a, ProcessedBatch)
+                     for entry in a.entries)
+    if applied:
+        states[APPLIED_EVENT_IDS] = {"__class__": "ProcessedBatch", "entries": applied}
     journals: dict[str, list[JournalEntry]] = {}
     for event in events:
         booked = getattr(event, "journal_entries", None) or []

@@ -45,6 +45,7 @@ from consumers.relay import ISSUED_TOPIC, RELAY_TRACKING_NAME, RELAYED_TOPICS
 from consumers.settings import Settings, settings_from
 from consumers.simulation.scenario import SimulationOptions, simulate
 from consumers.store import open_ledger
+from ledger.domain.inbox import PROCESSED_BATCH_TOPIC
 from ledger.messages import MESSAGE_TYPES, Envelope, parse_message
 from tests.faults.conftest import InjectionLog
 
@@ -406,7 +407,6 @@ _DEAD_LETTER_PROVENANCE = ("source", "position", "key", "payload")
 _TRANSPORTS = ("file:", "kafka:")
 _DEAD_LETTER_TOPIC = "ledger.domain.inbox:DeadLetter"
 _PARKING_TOPIC = "ledger.domain.parking:"
-_PROCESSED_BATCH_TOPIC = "ledger.domain.inbox:ProcessedBatch.Processed"
 
 
 def stored_events(database: str) -> list[str]:
@@ -418,10 +418,10 @@ def stored_events(database: str) -> list[str]:
         rows = connection.execute(
             "SELECT originator_id, originator_version, topic, state FROM ledger_events"
         ).fetchall()
-    events = []
+    events: list[str] = []
     for originator_id, version, topic, state in rows:
         payload = json.loads(bytes(state))
-        if topic == _PROCESSED_BATCH_TOPIC:
+        if topic == PROCESSED_BATCH_TOPIC:
             events.extend(json.dumps(["processed", *entry]) for entry in payload["entries"])
             continue
         payload.pop("timestamp", None)
@@ -476,10 +476,10 @@ def untouched_messages(database: str, messages: Sequence[Envelope]) -> list[str]
     with psycopg.connect(database) as connection:
         for topic, state in connection.execute(
             "SELECT topic, state FROM ledger_events WHERE topic IN"
-            " (%s, 'ledger.domain.inbox:DeadLetter.Recorded')", (_PROCESSED_BATCH_TOPIC,)
+            " (%s, 'ledger.domain.inbox:DeadLetter.Recorded')", (PROCESSED_BATCH_TOPIC,)
         ).fetchall():
             payload = json.loads(bytes(state))
-            if topic == _PROCESSED_BATCH_TOPIC:
+            if topic == PROCESSED_BATCH_TOPIC:
                 traces.update((str(t), str(e)) for t, e, _digest in payload["entries"])
             else:
                 traces.add((str(payload.get("tenant_id")), str(payload.get("event_id"))))
