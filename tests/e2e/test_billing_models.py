@@ -183,9 +183,12 @@ def wait_for_commands(
 
 def account_balances(database: str, tenant_id: str) -> dict[str, Decimal]:
     with psycopg.connect(database) as conn:
-        rows = conn.execute(
-            "SELECT account, SUM(amount_minor) FROM rm_journal_postings"
-            " WHERE tenant_id = %s GROUP BY account", (tenant_id,)).fetchall()
+        try:
+            rows = conn.execute(
+                "SELECT account, SUM(amount_minor) FROM rm_journal_postings"
+                " WHERE tenant_id = %s GROUP BY account", (tenant_id,)).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return {}  # `ledger project` has not created its tables yet: nothing projected
     return {account: Decimal(total) / 100 for account, total in rows}
 
 
