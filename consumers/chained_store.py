@@ -354,7 +354,6 @@ class ChainStore:
         return ChainedRecord(int(notification_id), _uuid_or_text(originator_id), int(version),
                              str(topic), content)
 
-
     # -------------------------------------------------------------- the processed index
     def processed_batches(self, stop: int) -> Iterator[list[tuple[int, bytes]]]:
         """The `ProcessedBatch` events up to `stop` (notification id, state), a page at a
