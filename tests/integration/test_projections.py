@@ -249,7 +249,7 @@ def test_the_projector_logs_a_json_line_per_page_and_serves_its_metrics(
 ) -> None:
     # More than two pages wait before it starts, so it begins with a lag and several pages.
     waiting = apply_without_projecting(store_url, "test:before",
-                                       day_messages(80, tenants=("t1",)))
+                                       day_messages(120, tenants=("t1",)))
     assert waiting > 2 * PROJECTION_PAGE_EVENTS_MAX
     port = free_port()
     projector = subprocess.Popen(
