@@ -7,7 +7,7 @@ Handlers import this module (never the application), so the dependency points on
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -63,6 +63,11 @@ class BatchResult:
     parked: int = 0
     unparked: int = 0
     expired: int = 0
+
+    def add(self, other: BatchResult) -> None:
+        """Count `other` in too (a batch applied in parts, a file of batches)."""
+        for field in fields(BatchResult):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 class StaleRead(Exception):

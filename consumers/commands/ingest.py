@@ -25,7 +25,6 @@ import os
 import sys
 import time
 from contextlib import closing
-from dataclasses import fields
 from pathlib import Path
 
 from consumers.cli import CliError
@@ -134,18 +133,13 @@ def ingest_file(ledger: Ledger, path: Path, source: str) -> BatchResult:
                 continue
             batch.append(inbound_for(source, line))
             if len(batch) == BATCH_MESSAGES_MAX:
-                _add(totals, ledger.apply_batch(batch))
+                totals.add(ledger.apply_batch(batch))
                 batch = []
     except OSError as exc:
         raise CliError(f"event file {path} could not be read: {exc}") from exc
     if batch:
-        _add(totals, ledger.apply_batch(batch))
+        totals.add(ledger.apply_batch(batch))
     # The file is all there is: what its messages still wait for cannot come any more, so
     # they are applied without it (dead-lettered or refused, as without parking).
-    _add(totals, ledger.release_parked())
+    totals.add(ledger.release_parked())
     return totals
-
-
-def _add(totals: BatchResult, result: BatchResult) -> None:
-    for field in fields(BatchResult):
-        setattr(totals, field.name, getattr(totals, field.name) + getattr(result, field.name))
