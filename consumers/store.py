@@ -7,6 +7,7 @@ Every persistence option that matters is set here explicitly, never left to a de
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -112,19 +113,23 @@ def open_ledger(
             if index is not None:
                 ledger.use_processed_index(index)
             return ledger
-        except PersistenceError as exc:
+        except (PersistenceError, sqlite3.OperationalError) as exc:
             if attempt == STORE_OPEN_ATTEMPTS_MAX or not _lost_creation_race(exc):
                 raise
             time.sleep(STORE_OPEN_RETRY_DELAY_S * attempt)
     raise AssertionError("unreachable")
 
 
-def _lost_creation_race(exc: PersistenceError) -> bool:
+def _lost_creation_race(exc: Exception) -> bool:
     # "tuple concurrently updated" (functions), a type or table another process created
     # between our IF NOT EXISTS check and our CREATE (seen with three writers starting at once),
     # or the library's tracking-table migration row, which two processes that both found no
-    # tracking table both insert (the winner committed it, so the retry finds it).
+    # tracking table both insert (the winner committed it, so the retry finds it). On SQLite,
+    # the library's first connection asks for WAL mode outside its error handling, and meets
+    # "database is locked" while another process opening the new file holds its lock.
     text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        return "database is locked" in text
     return ("concurrently" in text or "pg_type_typname_nsp_index" in text
             or "Failed to record tracking for __migration__" in text)
 
