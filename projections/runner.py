@@ -27,7 +27,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -45,7 +46,7 @@ from ledger.limits import (
 )
 from projections import sql
 from projections.changes import RowChange
-from projections.database import ReadModelDatabase, Transaction
+from projections.database import ReadModelDatabase, Transaction, open_read_model
 from projections.identities import Identity, identity_of, remember
 from projections.inbox import storable_change, unprojectable
 from projections.journal import books_money
@@ -352,3 +353,16 @@ def run_forever(
                     False, failures, delay_s, f"{type(exc).__name__}: {exc}".strip()))
             stop.wait(delay_s)
     return applied
+
+
+@contextmanager
+def caught_up_read_model(ledger: Application[Any]) -> Iterator[ReadModelDatabase]:
+    """The read models beside `ledger`'s store, brought up to its last event (a command
+    that answers one question from them), closed afterwards."""
+    db = open_read_model(ledger)
+    try:
+        ensure_schema(db)
+        catch_up(ledger, db)
+        yield db
+    finally:
+        db.close()

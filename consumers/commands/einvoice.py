@@ -9,10 +9,9 @@ from pathlib import Path
 
 from consumers.cli import CliError
 from consumers.store import open_store, store_url_from
-from projections.database import open_read_model
 from projections.einvoice import EInvoiceError, einvoice_xml
 from projections.finance_queries import einvoice_source
-from projections.runner import catch_up, ensure_schema
+from projections.runner import caught_up_read_model
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,14 +31,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    with closing(open_store(store_url_from(args.store), create=False)) as ledger:
-        db = open_read_model(ledger)
-        try:
-            ensure_schema(db)
-            catch_up(ledger, db)
-            source = einvoice_source(db.query, args.tenant, args.invoice)
-        finally:
-            db.close()
+    with closing(open_store(store_url_from(args.store), create=False)) as ledger, \
+            caught_up_read_model(ledger) as db:
+        source = einvoice_source(db.query, args.tenant, args.invoice)
     if source is None:
         raise CliError(f"no invoice {args.invoice!r} of tenant {args.tenant!r}")
     try:

@@ -9,9 +9,8 @@ from contextlib import closing
 
 from consumers.cli import CliError
 from consumers.store import open_store, store_url_from
-from projections.database import open_read_model
 from projections.documents import terminal_receipts
-from projections.runner import catch_up, ensure_schema
+from projections.runner import caught_up_read_model
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,14 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    with closing(open_store(store_url_from(args.store), create=False)) as ledger:
-        db = open_read_model(ledger)
-        try:
-            ensure_schema(db)
-            catch_up(ledger, db)
-            receipts = terminal_receipts(db, args.tenant, args.terminal_reference)
-        finally:
-            db.close()
+    with closing(open_store(store_url_from(args.store), create=False)) as ledger, \
+            caught_up_read_model(ledger) as db:
+        receipts = terminal_receipts(db, args.tenant, args.terminal_reference)
     if not receipts:
         raise CliError(f"no receipt for terminal reference {args.terminal_reference!r} "
                        f"of tenant {args.tenant!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import _GeneratorContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -173,20 +173,10 @@ def test_as_of_far_in_the_future_is_the_whole_log_and_the_current_report(
 def test_run_forever_catches_up_and_returns_once_asked_to_stop(
     fed: LedgerDriver, db: SqliteReadModel
 ) -> None:
-    stop = threading.Event()
     applied: list[int] = []
-    thread = threading.Thread(
-        target=lambda: applied.append(run_forever(fed.ledger, db, stop, poll_interval_ms=20))
-    )
-    thread.start()
-    try:
-        wait_until(lambda: stored_position_or_none(db) == fed.ledger.recorder.max_notification_id(),
-                   CATCH_UP_DEADLINE_S, "the runner caught up")
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    run_until_caught_up(fed, db, lambda stop: applied.append(
+        run_forever(fed.ledger, db, stop, poll_interval_ms=20)))
 
-    assert not thread.is_alive()
     assert applied == [fed.ledger.recorder.max_notification_id()]
 
 
@@ -217,20 +207,11 @@ def test_run_forever_rides_through_a_connection_lost_while_it_starts(
     # schema: that first step was outside the reconnect loop.
     monkeypatch.setattr(runner, "reconnect_delay_s", lambda _attempt: 0.0)
     db = _LostOnFirstTransaction()
-    stop = threading.Event()
     changes: list[runner.ConnectionChange] = []
     starts: list[int | None] = []
-    thread = threading.Thread(target=lambda: run_forever(
+    run_until_caught_up(fed, db, lambda stop: run_forever(
         fed.ledger, db, stop, poll_interval_ms=20, on_connection=changes.append,
         on_start=lambda: starts.append(stored_position(db))))
-    thread.start()
-    try:
-        wait_until(lambda: stored_position_or_none(db) == fed.ledger.recorder.max_notification_id(),
-                   CATCH_UP_DEADLINE_S, "the runner caught up")
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
     assert db.lost == 1 and [c.restored for c in changes] == [False, True]
     assert starts == [None]  # once, after the schema exists: nothing projected yet
     assert stored_position(db) == fed.ledger.recorder.max_notification_id()
@@ -242,3 +223,19 @@ def stored_position_or_none(db: SqliteReadModel) -> int | None:
         return stored_position(db)
     except sqlite3.OperationalError:
         return None  # no schema yet
+
+
+def run_until_caught_up(fed: LedgerDriver, db: SqliteReadModel,
+                        projector: Callable[[threading.Event], object]) -> None:
+    """Run `projector(stop)` in a thread until `db` holds the ledger's last position, then
+    stop it; it must have returned."""
+    stop = threading.Event()
+    thread = threading.Thread(target=projector, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: stored_position_or_none(db) == fed.ledger.recorder.max_notification_id(),
+                   CATCH_UP_DEADLINE_S, "the runner caught up")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
