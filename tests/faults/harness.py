@@ -216,15 +216,19 @@ class FaultStack:
     def stop(self) -> dict[str, int]:
         codes = {name: process.stop() for name, process in self.processes.items()}
         self.processes.clear()
-        if self._watch is not None:
-            self._watch.close()
-            self._watch = None
+        self.forget_watch_connection()
         return codes
 
     def watch_connection(self) -> Any:
         if self._watch is None:
             self._watch = psycopg.connect(self.database, autocommit=True)
         return self._watch
+
+    def forget_watch_connection(self) -> None:
+        """Before the server goes away: the next read opens a new connection."""
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     def position(self, source: str) -> int:
         """The stored position of a Kafka source, -1 before any."""
