@@ -14,10 +14,12 @@ that does not exist, a refused password) end the process with that error.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
@@ -92,3 +94,19 @@ def wait_for_database(
     log_event(log, "database_reconnected", attempts=attempt,
               seconds=round(time.monotonic() - started_s, 3))
     return True
+
+
+def without_library_retries(method: Any) -> Any:
+    """`method` of an eventsourcing recorder without its `@retry` (ten silent attempts, each
+    waiting for the pool: 9 s of silence with a 1 s connect timeout, measured). The caller
+    retries on its own, logging each attempt (consumers/reconnect.py); a method that is not
+    decorated is returned as it is."""
+    function = getattr(getattr(method, "__func__", None), "__wrapped__", None)
+    return method if function is None else functools.partial(function, method.__self__)
+
+
+def recorder_without_library_retries(recorder: Any, *names: str) -> None:
+    """Shadow the named methods of this one recorder with `without_library_retries` of
+    them, for a caller whose loop already reconnects and logs each attempt."""
+    for name in names:
+        setattr(recorder, name, without_library_retries(getattr(recorder, name)))

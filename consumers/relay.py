@@ -31,7 +31,6 @@ same ids), and lets step 2 finish.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -52,7 +51,11 @@ from consumers.kafka_limits import (
 )
 from consumers.kafka_topics import DEAD_LETTER_TOPIC, topic_of
 from consumers.observability import Metrics, get_logger, log_event
-from consumers.reconnect import DATABASE_UNAVAILABLE, wait_for_database
+from consumers.reconnect import (
+    DATABASE_UNAVAILABLE,
+    wait_for_database,
+    without_library_retries,
+)
 from consumers.settings import Settings
 from consumers.signals import interruptible
 from consumers.store import STORE_CONNECT_TIMEOUT_S, ledger_env
@@ -79,15 +82,6 @@ RELAYED_TOPICS = (ISSUED_TOPIC, DEAD_LETTER_RECORDED_TOPIC)
 
 def _interruptible_by(stop: threading.Event | None) -> AbstractContextManager[None]:
     return nullcontext() if stop is None else interruptible(stop)
-
-
-def without_library_retries(method: Any) -> Any:
-    """`method` of an eventsourcing recorder without its `@retry` (ten silent attempts, each
-    waiting for the pool: 9 s of silence with a 1 s connect timeout, measured). The relay
-    retries on its own, logging each attempt (consumers/reconnect.py); a method that is not
-    decorated is returned as it is."""
-    function = getattr(getattr(method, "__func__", None), "__wrapped__", None)
-    return method if function is None else functools.partial(function, method.__self__)
 
 
 class RelayError(Exception):

@@ -50,10 +50,11 @@ DATABASE_RECONNECT_BACKOFF_MS_MAX = 5_000
 # One probe connection: a local server refusing connections answers in milliseconds; this
 # bounds a black-holed network, and keeps SIGTERM prompt where a connect cannot be interrupted.
 DATABASE_PROBE_CONNECT_TIMEOUT_S = 2
-# The relay's store gives up a connection request after this long (eventsourcing retries each
+# The store of a process that rides through an unavailable database (`ledger relay`,
+# `ledger project`) gives up a connection request after this long (eventsourcing retries each
 # read up to ten times): short, so an unavailable database is seen and logged within seconds
 # rather than after the 10 s x 7 that the default costs (measured: 72 s of silence).
-RELAY_STORE_CONNECT_TIMEOUT_S = 1
+LONG_RUNNING_STORE_CONNECT_TIMEOUT_S = 1
 
 assert 0 < DATABASE_RECONNECT_BACKOFF_MS_MIN <= DATABASE_RECONNECT_BACKOFF_MS_MAX
 assert DATABASE_PROBE_CONNECT_TIMEOUT_S * 1_000 <= DATABASE_RECONNECT_BACKOFF_MS_MAX

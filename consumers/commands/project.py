@@ -36,10 +36,12 @@ from consumers.observability import (
     get_logger,
     log_event,
 )
+from consumers.reconnect import recorder_without_library_retries
 from consumers.settings import METRICS_PORT_ENV_VAR, PORT_MAX
 from consumers.signals import stop_on_signals
 from consumers.store import open_store, redacted_url, store_url_from
 from ledger.application import Ledger
+from ledger.limits import LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
 from projections.database import ReadModelDatabase, open_read_model
 from projections.runner import (
     ConnectionChange,
@@ -136,8 +138,14 @@ def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
     metrics = Metrics()
     projection = ProjectionMetrics(metrics.registry)
     # Signals first: a SIGTERM while the store is still being reached is a clean stop too.
-    with stop_on_signals() as stop, closing(open_store(store_url)) as ledger, \
+    with stop_on_signals() as stop, closing(open_store(
+            store_url, connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)) as ledger, \
             closing(open_read_model(ledger)) as db:
+        # The loop reconnects and logs each attempt (run_forever): the library's own ten
+        # silent retries, each waiting for the pool, kept it mute for over a minute while
+        # the server was stopped (tests/integration/test_postgres_stopped.py).
+        recorder_without_library_retries(ledger.recorder, "select_notifications",
+                                         "max_notification_id")
         try:
             metrics.serve(metrics_port)
             last_position = [0]

@@ -28,7 +28,7 @@ from consumers.settings import Settings, add_arguments, settings_from
 from consumers.signals import StopRequested, interruptible, stop_on_signals
 from consumers.store import ledger_env, open_ledger, redacted_url
 from ledger.application import Ledger
-from ledger.limits import RELAY_STORE_CONNECT_TIMEOUT_S
+from ledger.limits import LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
 from projections.database import postgres_conninfo
 
 
@@ -89,7 +89,7 @@ def _open_store(
     settings: Settings, stop: threading.Event, log: logging.Logger
 ) -> tuple[Ledger, InfrastructureFactory[Any], TrackingRecorder]:
     """The ledger and the relay's tracking table, waiting for the database if it is down."""
-    env = ledger_env(settings.store_url, connect_timeout_s=RELAY_STORE_CONNECT_TIMEOUT_S)
+    env = ledger_env(settings.store_url, connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)
     conninfo = (postgres_conninfo(dict(env))
                 if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres" else None)
     while True:
@@ -97,10 +97,10 @@ def _open_store(
         try:
             with interruptible(stop):
                 ledger = open_ledger(
-                    settings.store_url, connect_timeout_s=RELAY_STORE_CONNECT_TIMEOUT_S
+                    settings.store_url, connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
                 )
                 factory, tracking = open_relay_tracking(
-                    settings.store_url, RELAY_STORE_CONNECT_TIMEOUT_S
+                    settings.store_url, LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
                 )
             return ledger, factory, tracking
         except DATABASE_UNAVAILABLE as exc:

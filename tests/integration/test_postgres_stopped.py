@@ -1,0 +1,107 @@
+"""`ledger project` and `ledger relay` while their PostgreSQL server is stopped (not only
+their backends terminated, as in test_project_reconnects.py): a server of this test's own
+(tests/postgres_server.py), stopped with `pg_ctl stop -m fast`. Each process logs every
+failed attempt while the server is away (the projector used to go quiet for over a minute
+inside the database library's own retries), goes on once it is back, and exits 0 on SIGTERM
+while it is away (issue 10, item 3).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import pytest
+
+from consumers.benchmarks.ingest import wait_until
+from consumers.store import open_ledger
+from tests.builders import top_up
+from tests.integration.test_ingest import LEDGER_COMMAND, day_messages, subprocess_env
+from tests.integration.test_project_reconnects import append, events_named, logged
+from tests.integration.test_projections import wait_for_position
+from tests.postgres_server import PostgresServer, own_postgres
+
+pytestmark = pytest.mark.integration
+
+# A loaded 2-core machine: a process's start and a catch-up fit well within this.
+PROCESS_DEADLINE_S = 60
+# Three failed attempts of a backoff that starts at 0.1-0.2 s and doubles take under 2 s
+# plus the 1 s connect timeout each; the library's silent retries took over a minute.
+ATTEMPTS_LOGGED = 3
+ATTEMPTS_DEADLINE_S = 20
+FAILED_ATTEMPT = {"project": "connection_lost", "relay": "database_unavailable"}
+RECONNECTED = {"project": "reconnected", "relay": "database_reconnected"}
+
+
+@pytest.fixture
+def server() -> Iterator[PostgresServer]:
+    with own_postgres() as started:
+        yield started
+
+
+@contextmanager
+def running(kind: str, argv: list[str], log_path: Path) -> Iterator[subprocess.Popen[str]]:
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen([*LEDGER_COMMAND, kind, *argv], cwd=log_path.parent,
+                                   env=subprocess_env(), stdout=subprocess.DEVNULL,
+                                   stderr=log_file, text=True)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(PROCESS_DEADLINE_S)
+
+
+def test_project_and_relay_log_each_attempt_while_the_server_is_stopped_and_exit_zero(
+    server: PostgresServer, kafka_bootstrap_servers: str, tmp_path: Path,
+) -> None:
+    store = server.url
+    first = append(store, "test:before", day_messages(2, tenants=("t1",)))
+    logs = {kind: tmp_path / f"{kind}.log" for kind in FAILED_ATTEMPT}
+    relay_argv = ["--store", store, "--bootstrap-servers", kafka_bootstrap_servers,
+                  "--topic-prefix", f"pgstop-{uuid.uuid4().hex[:8]}-"]
+    with running("project", ["--store", store], logs["project"]) as project, \
+            running("relay", relay_argv, logs["relay"]) as relay:
+        processes = {"project": project, "relay": relay}
+        with closing(open_ledger(store)) as ledger:
+            assert wait_for_position(ledger, first, PROCESS_DEADLINE_S) == first
+        for kind, path in logs.items():
+            wait_until(lambda path=path: bool(events_named(path, "started")),
+                       PROCESS_DEADLINE_S, f"ledger {kind} started")
+
+        def attempts_logged(kind: str) -> int:
+            return len(events_named(logs[kind], FAILED_ATTEMPT[kind]))
+
+        # Stopped, then back: each logs its attempts meanwhile, then goes on.
+        server.stop("fast")
+        for kind in logs:
+            wait_until(lambda kind=kind: attempts_logged(kind) >= ATTEMPTS_LOGGED,
+                       ATTEMPTS_DEADLINE_S,
+                       f"ledger {kind}: {ATTEMPTS_LOGGED} failed attempts logged while the"
+                       f" server is stopped:\n{logs[kind].read_text()[-2000:]}")
+            assert processes[kind].poll() is None, logs[kind].read_text()
+        server.start()
+        second = append(store, "test:after", [top_up("t1-d1", "7.00")])
+        with closing(open_ledger(store)) as ledger:
+            assert wait_for_position(ledger, second, PROCESS_DEADLINE_S) == second, (
+                logs["project"].read_text()[-2000:])
+        for kind, path in logs.items():
+            wait_until(lambda kind=kind, path=path: bool(events_named(path, RECONNECTED[kind])),
+                       PROCESS_DEADLINE_S, f"ledger {kind} reconnected")
+
+        # Stopped again, and SIGTERM while it is away: a clean stop.
+        server.stop("fast")
+        for kind in logs:
+            before = attempts_logged(kind)
+            wait_until(lambda kind=kind, before=before: attempts_logged(kind) > before,
+                       ATTEMPTS_DEADLINE_S, f"ledger {kind}: a failed attempt logged")
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for kind, process in processes.items():
+            assert process.wait(PROCESS_DEADLINE_S) == 0, logs[kind].read_text()[-2000:]
+            assert logged(logs[kind])[-1]["event"] == "stopped"
