@@ -23,6 +23,11 @@ The commit protocol, per poll (the numbers appear in the code):
   4. only then commit the offsets to Kafka (advisory: a failed commit is logged and ignored).
 A crash anywhere before 3 commits writes nothing; after it, the seek in step 0 and the
 position check in `apply_batch` skip what was applied.
+
+Losing the database (a restart, a stopped server, terminated backends) is ridden through
+without a restart: every assigned partition is queued for step 0 again (the records fetched
+past its stored position are read again), and the loop waits for a probe connection to
+open (consumers/reconnect.py: bounded backoff, one JSON line per attempt).
 """
 
 from __future__ import annotations
@@ -48,10 +53,12 @@ from consumers.kafka_limits import (
 )
 from consumers.kafka_topics import topic_of
 from consumers.observability import Metrics, get_logger, log_event
-from consumers.reconnect import backoff_ms
+from consumers.reconnect import DATABASE_UNAVAILABLE, backoff_ms, wait_for_database
 from consumers.settings import Settings
+from consumers.signals import interruptible
 from ledger.application import BatchResult, Inbound, Ledger
 from ledger.domain.errors import InvalidMessage
+from projections.database import ledger_conninfo
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -179,6 +186,11 @@ class PartitionGate(ConsumerRebalanceListener):  # type: ignore[misc]
             if self._to_seek.get(partition) == ticket:
                 del self._to_seek[partition]
 
+    def seek_again(self, partitions: Iterable[Any]) -> None:
+        """Pause and queue `partitions` for a seek from the database, as if just assigned
+        (called by the loop, on its own thread)."""
+        self.on_partitions_assigned(partitions)
+
 
 @dataclass(slots=True)
 class PollOutcome:
@@ -216,10 +228,19 @@ class ConsumerLoop:
         progress always finishes first."""
         if not self._subscribed:
             self.subscribe()
+        conninfo = ledger_conninfo(self._ledger)
         failed_polls = 0
         while not stop.is_set():
             try:
                 self.poll_once()
+            except DATABASE_UNAVAILABLE as exc:
+                # The batch's transaction did not commit, or its COMMIT's answer was lost:
+                # the records this consumer fetched past the stored positions are read
+                # again from there (a batch found applied is skipped by its position).
+                self._gate.seek_again(self._consumer.assignment())
+                with interruptible(stop):
+                    wait_for_database(conninfo, exc, stop, self._log)
+                continue
             except KafkaError as exc:
                 # A poll that failed returned no record: polling again loses nothing (and
                 # the database holds the position anyway).

@@ -105,8 +105,15 @@ def without_library_retries(method: Any) -> Any:
     return method if function is None else functools.partial(function, method.__self__)
 
 
-def recorder_without_library_retries(recorder: Any, *names: str) -> None:
-    """Shadow the named methods of this one recorder with `without_library_retries` of
-    them, for a caller whose loop already reconnects and logs each attempt."""
-    for name in names:
-        setattr(recorder, name, without_library_retries(getattr(recorder, name)))
+# eventsourcing's recorder methods decorated with its @retry (eventsourcing/postgres.py).
+LIBRARY_RETRIED_METHODS = ("insert_events", "select_events", "select_notifications",
+                           "max_notification_id", "insert_tracking", "max_tracking_id",
+                           "has_tracking_id")
+
+
+def recorder_without_library_retries(recorder: Any) -> None:
+    """Shadow this one recorder's retried methods with `without_library_retries` of them,
+    for a process whose loop reconnects and logs each attempt itself."""
+    for name in LIBRARY_RETRIED_METHODS:
+        if hasattr(recorder, name):
+            setattr(recorder, name, without_library_retries(getattr(recorder, name)))

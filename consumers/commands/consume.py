@@ -16,9 +16,11 @@ from consumers.cli import CliError
 from consumers.consumer_loop import ConsumerLoop
 from consumers.kafka_limits import CONSUMER_CLOSE_TIMEOUT_MS
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
+from consumers.reconnect import DatabaseUnusable, recorder_without_library_retries
 from consumers.settings import Settings, add_arguments, settings_from
 from consumers.signals import StopRequested, interruptible, stop_on_signals
-from consumers.store import open_store
+from consumers.store import open_store, redacted_url
+from ledger.limits import LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,14 +41,21 @@ def run(args: argparse.Namespace) -> int:
     # Signals first, as the relay does: a SIGTERM while the store or Kafka is still being
     # reached is a clean stop too (it exited -15 there, before the handler was in place).
     with stop_on_signals() as stop, contextlib.suppress(StopRequested):
-        _run(settings, stop, log)
+        try:
+            _run(settings, stop, log)
+        except DatabaseUnusable as exc:
+            raise CliError(f"cannot use store {redacted_url(settings.store_url)}: {exc}") from exc
     log_event(log, "stopped")
     return 0
 
 
 def _run(settings: Settings, stop: threading.Event, log: logging.Logger) -> None:
     with interruptible(stop):
-        ledger = open_store(settings.store_url)
+        ledger = open_store(settings.store_url,
+                            connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)
+    # The loop reconnects and logs each attempt (ConsumerLoop.run): the library's own ten
+    # silent retries, each waiting for the pool, kept it mute while the server was stopped.
+    recorder_without_library_retries(ledger.recorder)
     metrics = Metrics()
     consumer = None
     try:

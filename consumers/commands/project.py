@@ -144,8 +144,7 @@ def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
         # The loop reconnects and logs each attempt (run_forever): the library's own ten
         # silent retries, each waiting for the pool, kept it mute for over a minute while
         # the server was stopped (tests/integration/test_postgres_stopped.py).
-        recorder_without_library_retries(ledger.recorder, "select_notifications",
-                                         "max_notification_id")
+        recorder_without_library_retries(ledger.recorder)
         try:
             metrics.serve(metrics_port)
             last_position = [0]

@@ -1,13 +1,14 @@
-"""`ledger project` and `ledger relay` while their PostgreSQL server is stopped (not only
+"""`ledger project`, `relay` and `consume` while their PostgreSQL server is stopped (not only
 their backends terminated, as in test_project_reconnects.py): a server of this test's own
 (tests/postgres_server.py), stopped with `pg_ctl stop -m fast`. Each process logs every
-failed attempt while the server is away (the projector used to go quiet for over a minute
-inside the database library's own retries), goes on once it is back, and exits 0 on SIGTERM
-while it is away (issue 10, item 3).
+failed attempt while the server is away (the projector went quiet for over a minute inside
+the database library's own retries; `consume` too, then exited 1), goes on once it is back,
+and exits 0 on SIGTERM while it is away (issue 10, item 3).
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import subprocess
 import uuid
@@ -17,9 +18,18 @@ from pathlib import Path
 
 import pytest
 
+from consumers import kafka_clients
+from consumers.avro_codec import encode, headers_for, key_for
+from consumers.benchmarks.day import create_store
 from consumers.benchmarks.ingest import wait_until
+from consumers.commands.topics import create_topics
+from consumers.consumer_loop import source_name
+from consumers.kafka_topics import topic_of
+from consumers.settings import Settings, settings_from
 from consumers.store import open_ledger
+from ledger.messages import Envelope
 from tests.builders import top_up
+from tests.faults.harness import untouched_messages
 from tests.integration.test_ingest import LEDGER_COMMAND, day_messages, subprocess_env
 from tests.integration.test_project_reconnects import append, events_named, logged
 from tests.integration.test_projections import wait_for_position
@@ -33,8 +43,10 @@ PROCESS_DEADLINE_S = 60
 # plus the 1 s connect timeout each; the library's silent retries took over a minute.
 ATTEMPTS_LOGGED = 3
 ATTEMPTS_DEADLINE_S = 20
-FAILED_ATTEMPT = {"project": "connection_lost", "relay": "database_unavailable"}
-RECONNECTED = {"project": "reconnected", "relay": "database_reconnected"}
+FAILED_ATTEMPT = {"project": "connection_lost", "relay": "database_unavailable",
+                  "consume": "database_unavailable"}
+RECONNECTED = {"project": "reconnected", "relay": "database_reconnected",
+               "consume": "database_reconnected"}
 
 
 @pytest.fixture
@@ -62,7 +74,7 @@ def test_project_and_relay_log_each_attempt_while_the_server_is_stopped_and_exit
 ) -> None:
     store = server.url
     first = append(store, "test:before", day_messages(2, tenants=("t1",)))
-    logs = {kind: tmp_path / f"{kind}.log" for kind in FAILED_ATTEMPT}
+    logs = {kind: tmp_path / f"{kind}.log" for kind in ("project", "relay")}
     relay_argv = ["--store", store, "--bootstrap-servers", kafka_bootstrap_servers,
                   "--topic-prefix", f"pgstop-{uuid.uuid4().hex[:8]}-"]
     with running("project", ["--store", store], logs["project"]) as project, \
@@ -105,3 +117,67 @@ def test_project_and_relay_log_each_attempt_while_the_server_is_stopped_and_exit
         for kind, process in processes.items():
             assert process.wait(PROCESS_DEADLINE_S) == 0, logs[kind].read_text()[-2000:]
             assert logged(logs[kind])[-1]["event"] == "stopped"
+
+
+def _publish(settings: Settings, messages: list[Envelope]) -> dict[str, int]:
+    """The last offset written per source."""
+    with closing(kafka_clients.producer(settings)) as producer:
+        futures = [producer.send(settings.topic(topic_of(m)), value=encode(m), key=key_for(m),
+                                 headers=headers_for(m)) for m in messages]
+        producer.flush()
+        written = [f.get(timeout=PROCESS_DEADLINE_S) for f in futures]
+    return {source_name(w.topic, w.partition): w.offset for w in written}
+
+
+def test_consume_logs_each_attempt_while_the_server_is_stopped_and_applies_what_came_meanwhile(
+    server: PostgresServer, kafka_bootstrap_servers: str, tmp_path: Path,
+) -> None:
+    store = server.url
+    prefix = f"pgstop-{uuid.uuid4().hex[:8]}-"
+    settings = settings_from(argparse.Namespace(
+        bootstrap_servers=kafka_bootstrap_servers, topic_prefix=prefix, store=store,
+        group_id=f"{prefix}ledger"), environ={})
+    with closing(kafka_clients.admin(settings)) as admin:
+        create_topics(admin, settings.all_topics(), partitions=1, replication_factor=1)
+    create_store(store)
+    config = day_messages(1, tenants=("t1",))
+    config = [m for m in config if topic_of(m) == topic_of(config[0])]  # one partition
+    half = len(config) // 2
+    log_path = tmp_path / "consume.log"
+    argv = ["--store", store, "--bootstrap-servers", kafka_bootstrap_servers,
+            "--topic-prefix", prefix, "--group-id", settings.group_id]
+    with running("consume", argv, log_path) as consume:
+        wait_until(lambda: bool(events_named(log_path, "partition_assigned")),
+                   PROCESS_DEADLINE_S, "ledger consume assigned its partitions")
+
+        def attempts_logged() -> int:
+            return len(events_named(log_path, FAILED_ATTEMPT["consume"]))
+
+        def applied(last: dict[str, int]) -> bool:
+            with closing(open_ledger(store)) as ledger:
+                positions = {s: ledger.position(s) for s in last}
+            return all(p is not None and p >= last[s] for s, p in positions.items())
+
+        # Records arrive while the server is stopped: attempts logged, applied once back.
+        server.stop("fast")
+        last = _publish(settings, config[:half])
+        wait_until(lambda: attempts_logged() >= ATTEMPTS_LOGGED, ATTEMPTS_DEADLINE_S,
+                   f"ledger consume: {ATTEMPTS_LOGGED} failed attempts logged while the server"
+                   f" is stopped:\n{log_path.read_text()[-2000:]}")
+        assert consume.poll() is None, log_path.read_text()[-2000:]
+        server.start()
+        wait_until(lambda: applied(last), PROCESS_DEADLINE_S, "records applied after the stop")
+        last = _publish(settings, config[half:])
+        wait_until(lambda: applied(last), PROCESS_DEADLINE_S, "records applied afterwards")
+        assert untouched_messages(store, config) == []
+        assert events_named(log_path, RECONNECTED["consume"])
+
+        # Stopped again, a record to apply, and SIGTERM while the server is away.
+        server.stop("fast")
+        before = attempts_logged()
+        _publish(settings, config[:1])  # a copy: a duplicate once applied
+        wait_until(lambda: attempts_logged() > before, ATTEMPTS_DEADLINE_S,
+                   "ledger consume: a failed attempt logged")
+        consume.send_signal(signal.SIGTERM)
+        assert consume.wait(PROCESS_DEADLINE_S) == 0, log_path.read_text()[-2000:]
+        assert logged(log_path)[-1]["event"] == "stopped"
