@@ -147,7 +147,7 @@ def own_postgres() -> Iterator[PostgresServer]:
         with psycopg.connect(host="127.0.0.1", port=server.port, user=SERVER_USER,
                              dbname="postgres", autocommit=True) as admin:
             for statement in PROVISION_SQL:
-                admin.execute(statement)  # type: ignore[arg-type]  # constants, no input
+                admin.execute(statement)
         yield server
     finally:
         if server.running():

@@ -12,7 +12,7 @@ import argparse
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -55,6 +55,10 @@ def server() -> Iterator[PostgresServer]:
         yield started
 
 
+def lines_logged(path: Path, event: str, count: int) -> Callable[[], bool]:
+    return lambda: len(events_named(path, event)) >= count
+
+
 @contextmanager
 def running(kind: str, argv: list[str], log_path: Path) -> Iterator[subprocess.Popen[str]]:
     with log_path.open("w") as log_file:
@@ -83,34 +87,30 @@ def test_project_and_relay_log_each_attempt_while_the_server_is_stopped_and_exit
         with closing(open_ledger(store)) as ledger:
             assert wait_for_position(ledger, first, PROCESS_DEADLINE_S) == first
         for kind, path in logs.items():
-            wait_until(lambda path=path: bool(events_named(path, "started")),
-                       PROCESS_DEADLINE_S, f"ledger {kind} started")
-
-        def attempts_logged(kind: str) -> int:
-            return len(events_named(logs[kind], FAILED_ATTEMPT[kind]))
+            wait_until(lines_logged(path, "started", 1), PROCESS_DEADLINE_S,
+                       f"ledger {kind} started (log {path})")
 
         # Stopped, then back: each logs its attempts meanwhile, then goes on.
         server.stop("fast")
-        for kind in logs:
-            wait_until(lambda kind=kind: attempts_logged(kind) >= ATTEMPTS_LOGGED,
-                       ATTEMPTS_DEADLINE_S,
-                       f"ledger {kind}: {ATTEMPTS_LOGGED} failed attempts logged while the"
-                       f" server is stopped:\n{logs[kind].read_text()[-2000:]}")
-            assert processes[kind].poll() is None, logs[kind].read_text()
+        for kind, path in logs.items():
+            wait_until(lines_logged(path, FAILED_ATTEMPT[kind], ATTEMPTS_LOGGED),
+                       ATTEMPTS_DEADLINE_S, f"ledger {kind}: {ATTEMPTS_LOGGED} failed attempts"
+                       f" logged while the server is stopped (log {path})")
+            assert processes[kind].poll() is None, path.read_text()[-2000:]
         server.start()
         second = append(store, "test:after", [top_up("t1-d1", "7.00")])
         with closing(open_ledger(store)) as ledger:
             assert wait_for_position(ledger, second, PROCESS_DEADLINE_S) == second, (
                 logs["project"].read_text()[-2000:])
         for kind, path in logs.items():
-            wait_until(lambda kind=kind, path=path: bool(events_named(path, RECONNECTED[kind])),
-                       PROCESS_DEADLINE_S, f"ledger {kind} reconnected")
+            wait_until(lines_logged(path, RECONNECTED[kind], 1), PROCESS_DEADLINE_S,
+                       f"ledger {kind} reconnected (log {path})")
 
         # Stopped again, and SIGTERM while it is away: a clean stop.
         server.stop("fast")
-        for kind in logs:
-            before = attempts_logged(kind)
-            wait_until(lambda kind=kind, before=before: attempts_logged(kind) > before,
+        for kind, path in logs.items():
+            before = len(events_named(path, FAILED_ATTEMPT[kind]))
+            wait_until(lines_logged(path, FAILED_ATTEMPT[kind], before + 1),
                        ATTEMPTS_DEADLINE_S, f"ledger {kind}: a failed attempt logged")
         for process in processes.values():
             process.send_signal(signal.SIGTERM)
@@ -146,37 +146,37 @@ def test_consume_logs_each_attempt_while_the_server_is_stopped_and_applies_what_
     log_path = tmp_path / "consume.log"
     argv = ["--store", store, "--bootstrap-servers", kafka_bootstrap_servers,
             "--topic-prefix", prefix, "--group-id", settings.group_id]
+    failed = FAILED_ATTEMPT["consume"]
     with running("consume", argv, log_path) as consume:
-        wait_until(lambda: bool(events_named(log_path, "partition_assigned")),
-                   PROCESS_DEADLINE_S, "ledger consume assigned its partitions")
-
-        def attempts_logged() -> int:
-            return len(events_named(log_path, FAILED_ATTEMPT["consume"]))
-
-        def applied(last: dict[str, int]) -> bool:
-            with closing(open_ledger(store)) as ledger:
-                positions = {s: ledger.position(s) for s in last}
-            return all(p is not None and p >= last[s] for s, p in positions.items())
+        wait_until(lines_logged(log_path, "partition_assigned", 1), PROCESS_DEADLINE_S,
+                   f"ledger consume assigned its partitions (log {log_path})")
 
         # Records arrive while the server is stopped: attempts logged, applied once back.
         server.stop("fast")
-        last = _publish(settings, config[:half])
-        wait_until(lambda: attempts_logged() >= ATTEMPTS_LOGGED, ATTEMPTS_DEADLINE_S,
+        first = _publish(settings, config[:half])
+        wait_until(lines_logged(log_path, failed, ATTEMPTS_LOGGED), ATTEMPTS_DEADLINE_S,
                    f"ledger consume: {ATTEMPTS_LOGGED} failed attempts logged while the server"
-                   f" is stopped:\n{log_path.read_text()[-2000:]}")
+                   f" is stopped (log {log_path})")
         assert consume.poll() is None, log_path.read_text()[-2000:]
         server.start()
-        wait_until(lambda: applied(last), PROCESS_DEADLINE_S, "records applied after the stop")
-        last = _publish(settings, config[half:])
-        wait_until(lambda: applied(last), PROCESS_DEADLINE_S, "records applied afterwards")
+        with closing(open_ledger(store)) as reader:
+            def applied(last: dict[str, int]) -> Callable[[], bool]:
+                def done() -> bool:
+                    positions = {s: reader.position(s) for s in last}
+                    return all(p is not None and p >= last[s] for s, p in positions.items())
+                return done
+
+            wait_until(applied(first), PROCESS_DEADLINE_S, "records applied after the stop")
+            wait_until(applied(_publish(settings, config[half:])), PROCESS_DEADLINE_S,
+                       "records applied afterwards")
         assert untouched_messages(store, config) == []
         assert events_named(log_path, RECONNECTED["consume"])
 
         # Stopped again, a record to apply, and SIGTERM while the server is away.
         server.stop("fast")
-        before = attempts_logged()
+        before = len(events_named(log_path, failed))
         _publish(settings, config[:1])  # a copy: a duplicate once applied
-        wait_until(lambda: attempts_logged() > before, ATTEMPTS_DEADLINE_S,
+        wait_until(lines_logged(log_path, failed, before + 1), ATTEMPTS_DEADLINE_S,
                    "ledger consume: a failed attempt logged")
         consume.send_signal(signal.SIGTERM)
         assert consume.wait(PROCESS_DEADLINE_S) == 0, log_path.read_text()[-2000:]
