@@ -129,8 +129,8 @@ def test_postgres_restarted_crash_like_and_stopped_mid_stream_lose_and_double_no
         print(f"day published, applied and settled in {time.monotonic() - started:.1f} s;"
               f" failed attempts logged: {retried}")
         assert codes == dict.fromkeys(codes, 0), f"processes did not stop cleanly: {codes}"
-        assert all(retried[name] > 0 for name in POLLING_PROCESSES), (
-            f"a process logged no reconnect attempt: {retried}")
+        # consume too: its pooled connections are broken by each restart.
+        assert all(retried.values()), f"a process logged no reconnect attempt: {retried}"
         run = DayRun(stack, day, reference, records)
         for plan in plans:
             assert_took_effect_once(run, injections, plan.fault)
