@@ -1,9 +1,9 @@
 """`ledger project`, `relay` and `consume` while their PostgreSQL server is stopped (not only
 their backends terminated, as in test_project_reconnects.py): a server of this test's own
 (tests/postgres_server.py), stopped with `pg_ctl stop -m fast`. Each process logs every
-failed attempt while the server is away (the projector went quiet for over a minute inside
-the database library's own retries; `consume` too, then exited 1), goes on once it is back,
-and exits 0 on SIGTERM while it is away (issue 10, item 3).
+failed attempt while the server is away (the projector and `consume` went quiet inside the
+database library's own silent retries, and `consume` had no reconnect of its own), goes on
+once it is back, and exits 0 on SIGTERM while it is away (issue 10, item 3).
 """
 
 from __future__ import annotations
