@@ -189,7 +189,13 @@ class PartitionGate(ConsumerRebalanceListener):  # type: ignore[misc]
     def seek_again(self, partitions: Iterable[Any]) -> None:
         """Pause and queue `partitions` for a seek from the database, as if just assigned
         (called by the loop, on its own thread)."""
-        self.on_partitions_assigned(partitions)
+        for partition in partitions:
+            try:
+                self._consumer.pause(partition)
+            except KeyError:
+                continue  # revoked since the caller listed it: its next owner seeks it
+            with self._lock:
+                self._to_seek[partition] = next(self._tickets)
 
 
 @dataclass(slots=True)
