@@ -48,6 +48,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from consumers.processed_index import IndexRow, index_rows, processed_table_name
+from ledger.application import OTHER_TRACKINGS
 from ledger.domain.inbox import PROCESSED_BATCH_TOPIC
 from ledger.event_chain import ChainedRecord, Link, links_after
 
@@ -81,6 +82,8 @@ class LinkTiming:
 
 
 class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder, LinkTiming):
+    records_several_sources = True  # ledger.application.RECORDS_SEVERAL_SOURCES
+
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements.append(
@@ -99,6 +102,8 @@ class ChainedSQLiteProcessRecorder(SQLiteProcessRecorder, LinkTiming):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
+        for tracking in kwargs.get(OTHER_TRACKINGS, ()):  # a batch of several sources
+            self._insert_tracking(c, tracking)
         if ids:  # an event id recorded before makes this raise: the batch rolls back
             c.executemany(
                 f"INSERT INTO {processed_table_name(self.events_table_name)} VALUES (?, ?, ?)",
@@ -142,8 +147,17 @@ class ChainedPostgresProcessRecorder(PostgresProcessRecorder, LinkTiming):
             " payload_digest TEXT NOT NULL, notification_id BIGINT NOT NULL)"
         ).format(Identifier(self.datastore.schema), Identifier(self.processed_table_name)))
 
+    records_several_sources = True  # ledger.application.RECORDS_SEVERAL_SOURCES
+
     def _chain(self) -> tuple[Identifier, Identifier]:
         return Identifier(self.datastore.schema), Identifier(self.chain_table_name)
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        for tracking in kwargs.get(OTHER_TRACKINGS, ()):  # a batch of several sources
+            self._insert_tracking(curs, tracking=tracking)
+        super()._insert_events(curs, stored_events, **kwargs)
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

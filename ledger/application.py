@@ -78,6 +78,12 @@ Handler = Callable[[Any, Batch], None]
 StoredVersions = Callable[[Sequence[UUID]], dict[UUID, int]]
 # Markers written once and read again only for a duplicate: not worth a place in memory.
 WRITTEN_ONCE = (OutboundCommand, DeadLetter, Refusal)
+# A batch of several sources records each one's position in its one transaction: the first
+# (the last item's source) as eventsourcing's `tracking`, the others under this keyword,
+# which a recorder that sets RECORDS_SEVERAL_SOURCES inserts too. Another recorder gets a
+# transaction per run of one source instead.
+OTHER_TRACKINGS = "other_trackings"
+RECORDS_SEVERAL_SOURCES = "records_several_sources"
 PROCESSED_SCAN_PAGE = 1_000
 
 
@@ -155,16 +161,25 @@ class Ledger(EventSourcedProjection[UUID]):
         return self.recorder.max_tracking_id(source)
 
     def apply_batch(self, items: Sequence[Inbound]) -> BatchResult:
-        """Apply items of ONE source in position order, with the position, in one transaction;
-        while another writer keeps changing what they read first, in smaller transactions
-        (halved at each conflict down to one message), each with its own position."""
+        """Apply items in the order given, each source's in position order, with every
+        source's new position, in one transaction (the consumer's event-time merge hands
+        over several partitions' records interleaved); while another writer keeps changing
+        what they read first, in smaller transactions (halved at each conflict down to one
+        message), each with its own positions."""
         if not items:
             return BatchResult()
-        source = items[0].source
-        assert all(i.source == source for i in items), "a batch has one source"
-        assert all(a.position < b.position for a, b in itertools.pairwise(items)), (
-            "positions grow within a batch"
-        )
+        last: dict[str, int] = {}
+        for item in items:
+            assert item.source not in last or last[item.source] < item.position, (
+                f"positions grow within a batch: {item.source} {item.position}"
+            )
+            last[item.source] = item.position
+        if len(last) > 1 and not getattr(self.recorder, RECORDS_SEVERAL_SOURCES, False):
+            # A store that records one position per transaction: a transaction per run.
+            total = BatchResult()
+            for _source, run in itertools.groupby(items, key=lambda item: item.source):
+                total.add(self.apply_batch(list(run)))
+            return total
         total = BatchResult()
         pending = list(items)
         size = len(pending)
@@ -172,8 +187,9 @@ class Ledger(EventSourcedProjection[UUID]):
         lost_alone = 0  # in a row, by a part of one message
         while pending:
             part = pending[:size]
-            stored = self.position(source)
-            fresh = [i for i in part if stored is None or i.position > stored]
+            stored = {source: self.position(source) for source in _last_positions(part)}
+            fresh = [i for i in part
+                     if (at := stored[i.source]) is None or i.position > at]
             try:
                 # The first attempt trusts what this process holds and assumes new commands
                 # are new; a retry reads everything from the store, as the first attempt
@@ -183,14 +199,15 @@ class Ledger(EventSourcedProjection[UUID]):
             except (IntegrityError, StaleRead):
                 # Either another run recorded this position first (then this part is done),
                 # or another writer changed an aggregate we read: re-read and apply again.
-                if not self.recorder.has_tracking_id(source, part[-1].position):
+                if not all(self.recorder.has_tracking_id(source, position)
+                           for source, position in _last_positions(part).items()):
                     self.batches_retried += 1
                     conflicts += 1
                     lost_alone = lost_alone + 1 if len(part) == 1 else 0
                     if lost_alone >= BATCH_CONFLICT_RETRIES_MAX:
                         raise RuntimeError(
-                            f"batch of {source} at {part[0].position} kept conflicting with"
-                            " other writers") from None
+                            f"batch of {part[0].source} at {part[0].position} kept"
+                            " conflicting with other writers") from None
                     # A writer that keeps committing first (a hot partner pool, a tenant's
                     # receipt series) wins every race of equal batches: a smaller
                     # transaction of ours gets in between its commits.
@@ -245,10 +262,15 @@ class Ledger(EventSourcedProjection[UUID]):
         if not items:
             result.expired += parking.expire_all(apply_released)
         self._check_held(batch)
-        tracking = Tracking(items[-1].source, items[-1].position) if items else None
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking)
+        trackings = [Tracking(source, position)
+                     for source, position in _last_positions(items).items()]
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(
+            trackings.pop() if trackings else None)
         processed = batch.processed_batch()
-        processing_event.collect_events(*batch.aggregates(), *filter(None, [processed]))
+        # The other sources' positions go in the same transaction (the recorder's
+        # RECORDS_SEVERAL_SOURCES: consumers/chained_store.py).
+        processing_event.collect_events(*batch.aggregates(), *filter(None, [processed]),
+                                        **({OTHER_TRACKINGS: trackings} if trackings else {}))
         result.new_events = len(processing_event.events)
         result.commands_issued = batch.commands_issued
         self._record(processing_event)
@@ -429,4 +451,10 @@ class _Refused(Exception):
         self.error = error
 
 
-__all__ = ["Batch", "BatchResult", "Inbound", "Ledger"]
+def _last_positions(items: Sequence[Inbound]) -> dict[str, int]:
+    """Each source's last position among `items`."""
+    return {item.source: item.position for item in items}
+
+
+__all__ = ["OTHER_TRACKINGS", "RECORDS_SEVERAL_SOURCES", "Batch", "BatchResult", "Inbound",
+           "Ledger"]
