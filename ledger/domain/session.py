@@ -48,8 +48,14 @@ class ChargingSession(Aggregate):
 
     # ------------------------------------------------------------------ facts
     @event("ReadingRecorded")
-    def record_reading(self, reading: dict[str, Any]) -> None:
+    def record_reading(
+        self, reading: dict[str, Any], cost_update: dict[str, Any] | None = None
+    ) -> None:
+        """`cost_update`: what the CSMS was told because of this reading, if anything
+        (`tell_cost`); events stored before it existed have none."""
         self.readings.append(reading)
+        if cost_update is not None:
+            self._remember_cost_told(cost_update)
         kind = reading["event_type"]
         if kind == "Started":
             self.started_at = reading["timestamp"]
@@ -75,12 +81,36 @@ class ChargingSession(Aggregate):
     def request_stop(self, reason: str, command_id: str) -> None:
         self.stop_requested = True
 
+    def tell_cost(self, total: Decimal, at: datetime, sequence: int, command_id: str) -> None:
+        """The CSMS was told what the driver pays so far (or in the end).
+
+        A meter update that moved the cost is the common cause: the update is then carried
+        by that reading's own event, still pending and the session's last, so a sent update
+        stores one event (the outbox command), not two. Otherwise (an update at start, after
+        the payer was decided; the final one, after settlement) it is an event of its own."""
+        told = {"total": total, "at": at, "sequence": sequence, "command_id": command_id}
+        pending = self.pending_events
+        last: Any = pending[-1] if pending else None  # the class is made by @event
+        if type(last).__name__ == "ReadingRecorded" and last.cost_update is None:
+            # Events are frozen dataclasses: set the field underneath, as business_time.py
+            # does, before the event is stored; replay applies it through record_reading.
+            object.__setattr__(last, "cost_update", told)
+            self._remember_cost_told(told)
+        else:
+            self.send_cost_update(total, at, sequence, command_id)
+
     @event("CostUpdateSent")
     def send_cost_update(
         self, total: Decimal, at: datetime, sequence: int, command_id: str
     ) -> None:
-        """The CSMS was told what the driver pays so far (or in the end)."""
-        self.last_cost_update = {"total": total, "at": at, "sequence": sequence}
+        """An update the reading just recorded did not carry (`tell_cost`)."""
+        self._remember_cost_told(
+            {"total": total, "at": at, "sequence": sequence, "command_id": command_id}
+        )
+
+    def _remember_cost_told(self, told: dict[str, Any]) -> None:
+        self.last_cost_update = {"total": told["total"], "at": told["at"],
+                                 "sequence": told["sequence"]}
 
     @event("Settled")
     def settle(

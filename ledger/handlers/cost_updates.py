@@ -81,7 +81,7 @@ def _send(
     assert payer is not None
     tx = session.transaction_id
     cid = command_id(session.tenant_id, "cost_update", tx, "final" if final else str(sequence))
-    session.send_cost_update(total, at, sequence, cid)
+    session.tell_cost(total, at, sequence, cid)
     batch.issue(
         SessionCostUpdated(
             event_id=cid, tenant_id=session.tenant_id, occurred_at=at, producer="evledger",

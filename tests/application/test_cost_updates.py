@@ -7,10 +7,16 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from ledger.domain.session import ChargingSession
 from ledger.messages import EnrolmentChanged, PartnerConfigured
 from tests.builders import (
+    _WALL_CLOCK_ATTRIBUTES,
+    ENERGY_TARIFF,
     T0,
     LedgerDriver,
+    domain_events,
     driver,
     envelope,
     location,
@@ -80,3 +86,86 @@ def test_a_partner_covered_session_shows_what_the_driver_pays() -> None:
     sent = updates(d)
     assert sent[-1]["total_cost"] == "2.76" and sent[-1]["full_price"] == "4.76"
     assert all(Decimal(u["total_cost"]) <= Decimal("2.76") for u in sent)
+
+
+READING_RECORDED = "ledger.domain.session:ChargingSession.ReadingRecorded"
+COST_UPDATE_SENT = "ledger.domain.session:ChargingSession.CostUpdateSent"
+
+
+def test_a_running_update_rides_on_its_readings_event() -> None:
+    """One stored event per update sent (the outbox command), not two: the session's record
+    of it is part of the meter update's own event; only the final one (after settlement)
+    is an event of its own."""
+    d = network(cost_update_step=Decimal("1.00"), cost_update_interval_s=3600)
+    d.apply_each(session_events("tx1", "post", "10", updates=9))
+    stored = _session_events(d, "tx1")
+    carried = [e.cost_update for e in stored
+               if type(e).__name__ == "ReadingRecorded" and e.cost_update is not None]
+    own = [e for e in stored if type(e).__name__ == "CostUpdateSent"]
+    sent = updates(d)
+    assert [str(c["total"]) for c in carried] == [u["total_cost"] for u in sent[:-1]]
+    assert [c["command_id"] for c in carried] == [u["event_id"] for u in sent[:-1]]
+    assert [(e.sequence, e.command_id) for e in own] == [(3, sent[-1]["event_id"])]
+
+
+def test_a_session_stored_before_the_fold_replays_to_the_same_state() -> None:
+    """Logs written before a reading's event carried the update (a ReadingRecorded without
+    `cost_update`, then a CostUpdateSent) give the same session as the new shape; a flat
+    fee at start sends an update after the payer is decided (its own event, both shapes)."""
+    d = network(cost_update_step=Decimal("0.50"), cost_update_interval_s=600)
+    flat = {**ENERGY_TARIFF, "id": "flat", "elements": [{"price_components": [
+        {"type": "FLAT", "price": 1.00, "vat": 19.0, "step_size": 1},
+        {"type": "ENERGY", "price": 0.40, "vat": 19.0, "step_size": 1}]}]}
+    d.apply(tariff("flat", body=flat), location("L2", tariff_id="flat"))
+    d.apply_each(session_events("tx1", "post", "10", updates=7))
+    d.apply_each(session_events("tx2", "post", "10", updates=7, location_id="L2"))
+    for tx in ("tx1", "tx2"):
+        new = _session_events(d, tx)
+        old = _before_the_fold(new, d.ledger.mapper)
+        assert len(old) > len(new), "the old shape stored an event more per running update"
+        assert _state(old) == _state(new)
+        assert _state(new)["last_cost_update"] is not None
+
+
+def _session_events(d: LedgerDriver, tx: str) -> list[Any]:
+    session_id = ChargingSession.create_id("t1", tx)
+    return [e for e in domain_events(d) if e.originator_id == session_id]
+
+
+def _before_the_fold(events: list[Any], mapper: Mapper[Any]) -> list[Any]:
+    """The same session as the code before the fold stored it, read back through the mapper:
+    each update a reading carries moved to a CostUpdateSent right after that reading."""
+    old: list[Any] = []
+    for event in events:
+        stored = mapper.to_stored_event(event)
+        if stored.topic != READING_RECORDED:
+            old.append(_stored(mapper, stored.topic, mapper.transcoder.decode(stored.state),
+                               stored.originator_id, len(old) + 1))
+            continue
+        state = mapper.transcoder.decode(stored.state)
+        told = state.pop("cost_update")
+        old.append(_stored(mapper, READING_RECORDED, state, stored.originator_id, len(old) + 1))
+        if told is not None:
+            sent = {"timestamp": state["timestamp"], **told,
+                    "business_time": state["business_time"]}
+            old.append(_stored(mapper, COST_UPDATE_SENT, sent, stored.originator_id,
+                               len(old) + 1))
+    return old
+
+
+def _stored(mapper: Mapper[Any], topic: str, state: dict[str, Any], originator_id: Any,
+            version: int) -> Any:
+    return mapper.to_domain_event(StoredEvent(
+        originator_id=originator_id, originator_version=version, topic=topic,
+        state=mapper.transcoder.encode(state),
+    ))
+
+
+def _state(events: list[Any]) -> dict[str, Any]:
+    session = None
+    for event in events:
+        session = event.mutate(session)
+    assert session is not None
+    # The version counts stored events, which the fold changed on purpose.
+    return {name: value for name, value in vars(session).items()
+            if name not in _WALL_CLOCK_ATTRIBUTES | {"_version"}}
