@@ -267,10 +267,17 @@ class Ledger(EventSourcedProjection[UUID]):
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(
             trackings.pop() if trackings else None)
         processed = batch.processed_batch()
+        # What ProcessingEvent.collect_events does, without its two runtime-protocol
+        # isinstance checks per aggregate (11-25 us each; every command issued is one).
+        for aggregate in batch.aggregates():
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        if processed is not None:
+            processing_event.events.append(processed)
         # The other sources' positions go in the same transaction (the recorder's
         # RECORDS_SEVERAL_SOURCES: consumers/chained_store.py).
-        processing_event.collect_events(*batch.aggregates(), *filter(None, [processed]),
-                                        **({OTHER_TRACKINGS: trackings} if trackings else {}))
+        if trackings:
+            processing_event.saved_kwargs[OTHER_TRACKINGS] = trackings
         result.new_events = len(processing_event.events)
         result.commands_issued = batch.commands_issued
         self._record(processing_event)
