@@ -9,6 +9,16 @@ target is >= 0.95, at most 5 % slower). `ledger ingest` runs the very handlers `
 consume` runs, and Kafka's share of a message is the same with or without updates, so the
 consume path slows by no more than this ratio says; the relay's extra share is the updates
 sent (`updates_sent`), each one outbox row like any other command.
+
+With `--end-to-end` it also runs what the issue asks for through the running services (as
+`ledger bench` does: a scratch database and fresh topics per run, consumers/benchmarks/
+day.py): the simulated day through consume/relay/project/psp-simulator and then the stop
+latencies, once with the tenants' cost updates on and once off, alternating `rounds` times.
+`end_to_end_cost_ratio` = the ledger's msgs/s of the day with updates over without (the raw
+read of the same records is the same either way, so this is end_to_end_ratio with over
+without, free of the raw read's own noise); `stop_latency_cost_ratio` = stop p99 without over
+with (the meter update that stops a session then also sends a cost update, ahead of the
+stop). Both >= 0.95 mean at most 5 % worse.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from consumers.benchmarks.day import DayRun, without_cost_updates
+from consumers.benchmarks.workload import add_service_arguments, checked_services, day_on_scratch
 from consumers.cli import CliError
 from consumers.commands.ingest import ingest_file, source_for
 from consumers.event_file import write_event_file
@@ -33,6 +45,7 @@ COST_UPDATE_TYPE = "SessionCostUpdated"
 ROUNDS_DEFAULT = 2
 SESSIONS_DEFAULT = 100
 SIMULATION_SEED = 20261130
+STOP_SAMPLES_DEFAULT = 50  # as `ledger bench` at its default size
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +55,6 @@ class CostUpdateRun:
     seconds_with: float
     seconds_without: float
     cost_updates_ratio: float  # msgs/s with over msgs/s without
-
-
-def without_cost_updates(lines: list[str]) -> list[str]:
-    """The same day with every tenant's cost updates switched off (step 0)."""
-    off = []
-    for text in lines:
-        line = json.loads(text)
-        if line.get("type") == "TenantConfigured":
-            line["event"]["cost_update_step"] = "0"
-            text = json.dumps(line, sort_keys=True, separators=(",", ":"))
-        off.append(text)
-    return off
 
 
 def measure_cost_updates(lines: list[str], work_dir: Path,
@@ -72,6 +73,50 @@ def measure_cost_updates(lines: list[str], work_dir: Path,
         messages=len(lines), updates_sent=updates["with"],
         seconds_with=round(best["with"], 3), seconds_without=round(best["without"], 3),
         cost_updates_ratio=round(best["without"] / best["with"], 3),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EndToEndCost:
+    end_to_end_ratio_with: float
+    end_to_end_ratio_without: float
+    end_to_end_cost_ratio: float  # ledger msgs/s of the day with updates over without
+    stop_latency_p99_ms_with: float | None
+    stop_latency_p99_ms_without: float | None
+    stop_latency_cost_ratio: float | None  # stop p99 without over with
+    day_with: DayRun  # the fastest day of each side
+    day_without: DayRun
+
+
+def measure_end_to_end(args: argparse.Namespace, store_url: str, work_dir: Path
+                       ) -> EndToEndCost:
+    """The day and the stops through the running services, updates off and on, alternating
+    `args.rounds` times; each side's fastest day and lowest stop p99 are kept."""
+    days: dict[bool, list[DayRun]] = {True: [], False: []}
+    for number in range(args.rounds):
+        for on in (False, True):
+            logs = work_dir / f"{'with' if on else 'without'}-{number}"
+            days[on].append(day_on_scratch(args, store_url, args.sessions, logs,
+                                           args.stop_samples, cost_updates=on))
+    if any(run.cost_updates_sent for run in days[False]) or not all(
+            run.cost_updates_sent for run in days[True]):
+        raise AssertionError("cost updates sent: with "
+                             f"{[r.cost_updates_sent for r in days[True]]}, without "
+                             f"{[r.cost_updates_sent for r in days[False]]}")
+    fastest = {on: max(runs, key=lambda run: run.ledger_msgs_per_s)
+               for on, runs in days.items()}
+    p99 = {on: min((run.stop_latency.p99_ms for run in runs if run.stop_latency), default=None)
+           for on, runs in days.items()}
+    p99_with, p99_without = p99[True], p99[False]
+    return EndToEndCost(
+        end_to_end_ratio_with=fastest[True].end_to_end_ratio,
+        end_to_end_ratio_without=fastest[False].end_to_end_ratio,
+        end_to_end_cost_ratio=round(
+            fastest[True].ledger_msgs_per_s / fastest[False].ledger_msgs_per_s, 3),
+        stop_latency_p99_ms_with=p99_with, stop_latency_p99_ms_without=p99_without,
+        stop_latency_cost_ratio=(None if p99_with is None or p99_without is None
+                                 else round(p99_without / p99_with, 3)),
+        day_with=fastest[True], day_without=fastest[False],
     )
 
 
@@ -99,6 +144,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--rounds", type=int, default=ROUNDS_DEFAULT,
                         help=f"ingests per side, alternating (default {ROUNDS_DEFAULT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="also the day through the running services and the stop"
+                        " latency, updates on and off (end_to_end_cost_ratio,"
+                        " stop_latency_cost_ratio); starts no services")
+    parser.add_argument("--stop-samples", type=int, default=STOP_SAMPLES_DEFAULT,
+                        help=f"with --end-to-end: stops timed per run (default"
+                        f" {STOP_SAMPLES_DEFAULT}; 0: none)")
+    add_service_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -107,13 +160,30 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--sessions must be 1..{SESSIONS_MAX}, got {args.sessions}")
     if args.rounds < 1:
         raise CliError(f"--rounds must be at least 1, got {args.rounds}")
+    if args.stop_samples < 0:
+        raise CliError(f"--stop-samples must be 0 or more, got {args.stop_samples}")
+    store_url = checked_services(args) if args.end_to_end else None
     lines = simulate(SimulationOptions(sessions=args.sessions, seed=SIMULATION_SEED)).lines
     with tempfile.TemporaryDirectory(prefix="ledger-bench-cost-updates-") as work:
         result = measure_cost_updates(lines, Path(work), args.rounds)
+        end_to_end = (None if store_url is None
+                      else measure_end_to_end(args, store_url, Path(work) / "end-to-end"))
     if args.json:
-        print(json.dumps(asdict(result), sort_keys=True))
-    else:
-        print(f"ledger bench cost-updates: {result.messages} messages, {result.updates_sent}"
-              f" cost updates sent; {result.seconds_with:.2f} s with, {result.seconds_without:.2f}"
-              f" s without: cost_updates_ratio {result.cost_updates_ratio}")
+        figures = asdict(result)
+        if end_to_end is not None:
+            figures["end_to_end"] = asdict(end_to_end)
+        print(json.dumps(figures, sort_keys=True))
+        return 0
+    print(f"ledger bench cost-updates: {result.messages} messages, {result.updates_sent}"
+          f" cost updates sent; {result.seconds_with:.2f} s with, {result.seconds_without:.2f}"
+          f" s without: cost_updates_ratio {result.cost_updates_ratio}")
+    if end_to_end is not None:
+        e2e = end_to_end
+        print(f"end to end ({args.sessions} sessions): end_to_end_ratio"
+              f" {e2e.end_to_end_ratio_with} with, {e2e.end_to_end_ratio_without} without;"
+              f" ledger {e2e.day_with.ledger_msgs_per_s} vs {e2e.day_without.ledger_msgs_per_s}"
+              f" msg/s: end_to_end_cost_ratio {e2e.end_to_end_cost_ratio}")
+        print(f"stop latency p99 ({args.stop_samples} stops): {e2e.stop_latency_p99_ms_with} ms"
+              f" with, {e2e.stop_latency_p99_ms_without} ms without:"
+              f" stop_latency_cost_ratio {e2e.stop_latency_cost_ratio}")
     return 0

@@ -16,10 +16,12 @@ The ratio is ledger msgs/s over raw msgs/s; the peak RSS of `ledger consume` is 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from consumers import kafka_clients
@@ -34,9 +36,16 @@ from consumers.settings import Settings
 from consumers.simulation.scenario import SimulationOptions, simulate
 from consumers.store import open_ledger
 from ledger.application import Ledger
-from ledger.messages import Envelope, PaymentCommand, PaymentResult, parse_message
+from ledger.messages import (
+    Envelope,
+    PaymentCommand,
+    PaymentResult,
+    SessionCostUpdated,
+    parse_message,
+)
 from projections.database import open_read_model
 from projections.runner import ensure_schema, stored_position
+from projections.sql import SELECT_COMMAND_COUNTS
 
 # The whole pipeline must be quiet this many checks in a row, this far apart, to be done: a
 # PSP answer in flight (relay -> PSP -> Kafka -> consume) shows up within one interval.
@@ -49,6 +58,8 @@ DAY_DEADLINE_S = 900
 STACK_READY_DEADLINE_S = 120
 STACK_READY_MARKER = '"event":"started"'
 SIMULATION_SEED = 7
+# The stop bench's tenant with cost updates on: the simulated tenants' step.
+STOP_COST_UPDATE_STEP = Decimal("0.50")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +75,28 @@ class DayRun:
     end_to_end_ratio: float
     consume_peak_rss_kb: int
     stop_latency: StopLatency | None
+    cost_updates_sent: int = 0  # SessionCostUpdated commands of the day (projected)
 
 
-def day_messages(sessions: int) -> tuple[list[str], list[Envelope]]:
+def without_cost_updates(lines: list[str]) -> list[str]:
+    """The same day with every tenant's cost updates switched off (step 0)."""
+    off = []
+    for text in lines:
+        line = json.loads(text)
+        if line.get("type") == "TenantConfigured":
+            line["event"]["cost_update_step"] = "0"
+            text = json.dumps(line, sort_keys=True, separators=(",", ":"))
+        off.append(text)
+    return off
+
+
+def day_messages(sessions: int, cost_updates: bool = True) -> tuple[list[str], list[Envelope]]:
     """The simulated day as event lines (for `ledger ingest`) and as the messages a
-    production CSMS and configuration source would publish (the PSP's answers left out)."""
+    production CSMS and configuration source would publish (the PSP's answers left out);
+    `cost_updates` False: the same day with the tenants' cost updates switched off."""
     lines = simulate(SimulationOptions(sessions=sessions, seed=SIMULATION_SEED)).lines
+    if not cost_updates:
+        lines = without_cost_updates(lines)
     messages = []
     for number, text in enumerate(lines, start=1):
         line = parse_event_line(number, text.encode("utf-8"))
@@ -80,10 +107,12 @@ def day_messages(sessions: int) -> tuple[list[str], list[Envelope]]:
     return lines, messages
 
 
-def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0) -> DayRun:
+def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0,
+            cost_updates: bool = True) -> DayRun:
     """Steps 1-3 on fresh topics (`settings.topic_prefix`) and an empty store; then, with
-    the day applied and the stack still running, `stop_samples` stop latencies."""
-    _lines, messages = day_messages(sessions)
+    the day applied and the stack still running, `stop_samples` stop latencies.
+    `cost_updates` False: the tenants of the day and of the stops send no cost updates."""
+    _lines, messages = day_messages(sessions, cost_updates)
     create_store(settings.store_url)
     stack = Stack(settings, logs)
     stack.start()
@@ -108,8 +137,12 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
             ends = end_offsets(settings, inbound)
             consumed = sum(ends.values())
             psp_answers = _records_of(settings.topic(topic_of(PaymentResult)), ends) - not_answers
-            stop_latency = (measure_stop_latency(settings, ledger, stop_samples)
-                            if stop_samples else None)
+            cost_updates_sent = _commands_projected(ledger, SessionCostUpdated.type_name())
+            stop_latency = (
+                measure_stop_latency(settings, ledger, stop_samples,
+                                     STOP_COST_UPDATE_STEP if cost_updates else Decimal(0))
+                if stop_samples else None
+            )
     finally:
         stack.stop()
     raw_seconds = raw_consume_seconds(settings, inbound, consumed)
@@ -119,7 +152,7 @@ def run_day(settings: Settings, sessions: int, logs: Path, stop_samples: int = 0
         ledger_seconds=round(ledger_seconds, 3), raw_seconds=round(raw_seconds, 3),
         ledger_msgs_per_s=round(ledger_rate, 1), raw_msgs_per_s=round(raw_rate, 1),
         end_to_end_ratio=round(ledger_rate / raw_rate, 4), consume_peak_rss_kb=peak_rss_kb,
-        stop_latency=stop_latency,
+        stop_latency=stop_latency, cost_updates_sent=cost_updates_sent,
     )
 
 
@@ -174,6 +207,15 @@ def _records_of(topic: str, ends: dict[str, int]) -> int:
     """Records of `topic` in end offsets per source (`kafka:topic:partition`)."""
     return sum(end for source, end in ends.items()
                if (parse_source(source) or ("", 0))[0] == topic)
+
+
+def _commands_projected(ledger: Ledger, type_name: str) -> int:
+    db = open_read_model(ledger)
+    try:
+        return sum(int(count) for _tenant, name, count in db.query(SELECT_COMMAND_COUNTS.text)
+                   if name == type_name)
+    finally:
+        db.close()
 
 
 def _pipeline_quiet(settings: Settings, ledger: Ledger, not_answers: int) -> bool:

@@ -61,12 +61,16 @@ class StopLatency:
     max_ms: float
 
 
-def measure_stop_latency(settings: Settings, ledger: Ledger, sessions: int) -> StopLatency:
+def measure_stop_latency(settings: Settings, ledger: Ledger, sessions: int,
+                         cost_update_step: Decimal = Decimal(0)) -> StopLatency:
+    """`cost_update_step` above 0: the tenant also sends cost updates, so the update that
+    stops a session sends one too, ahead of the stop (same topic, same key)."""
     tenant_id = f"bench-stop-{uuid.uuid4().hex[:8]}"
     producer = kafka_clients.producer(settings)
     reader = kafka_clients.raw_consumer(settings)
     try:
-        _publish_applied(settings, ledger, producer, _configuration(tenant_id))
+        _publish_applied(settings, ledger, producer,
+                         _configuration(tenant_id, cost_update_step))
         topic = settings.topic(topic_of(StopSessionRequested))
         partitions = [TopicPartition(topic, p)
                       for p in sorted(reader.partitions_for_topic(topic))]
@@ -123,12 +127,12 @@ def _envelope(tenant_id: str, at: datetime) -> dict[str, Any]:
             "occurred_at": at, "producer": "bench"}
 
 
-def _configuration(tenant_id: str) -> list[Envelope]:
+def _configuration(tenant_id: str, cost_update_step: Decimal) -> list[Envelope]:
     at = STOP_EPOCH - timedelta(days=30)
     effective = {"effective_at": at}
     return [
         TenantConfigured(**_envelope(tenant_id, at), **effective, currency="EUR",
-                         preauth_hold_amount=HOLD_AMOUNT),
+                         preauth_hold_amount=HOLD_AMOUNT, cost_update_step=cost_update_step),
         TariffPublished(**_envelope(tenant_id, at), **effective, tariff_id="bench-energy",
                         ocpi_tariff_json=json.dumps(TARIFF)),
         LocationConfigured(**_envelope(tenant_id, at), **effective, location_id="L1",

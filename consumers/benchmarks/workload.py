@@ -74,26 +74,17 @@ def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--size", choices=sorted(SIZES), default="default",
                         help="small (CI, < 1 min), default (a 300-session day), large")
-    parser.add_argument("--store", metavar="URL",
-                        help="postgresql://USER@HOST/DB of a role that may CREATE DATABASE"
-                        " (default: $LEDGER_STORE)")
-    parser.add_argument("--bootstrap-servers", metavar="HOST:PORT",
-                        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    add_service_arguments(parser)
 
 
 def run_workload(args: argparse.Namespace) -> int:
     size = SIZES[args.size]
-    store_url = store_url_from(args.store)
-    if urlsplit(store_url).scheme not in ("postgresql", "postgres"):
-        raise CliError(f"ledger bench needs a PostgreSQL store URL, got"
-                       f" {redacted_url(store_url)} (--store or $LEDGER_STORE)")
-    base = _settings(args, store_url, "bench-check-")
-    _check_services(base)
+    store_url = checked_services(args)
     started_s = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as work:
         work_dir = Path(work)
-        day = _day(args, store_url, size.sessions, work_dir / "day", size.stop_samples)
-        small_day = (_day(args, store_url, size.sessions // 10, work_dir / "tenth", 0)
+        day = day_on_scratch(args, store_url, size.sessions, work_dir / "day", size.stop_samples)
+        small_day = (day_on_scratch(args, store_url, size.sessions // 10, work_dir / "tenth", 0)
                      if size.rss_baseline else None)
         lines, _messages = day_messages(size.sessions)
         with _scratch(store_url) as url:
@@ -134,13 +125,14 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return None if not numerator or not denominator else round(numerator / denominator, 3)
 
 
-def _day(args: argparse.Namespace, store_url: str, sessions: int, logs: Path,
-         stop_samples: int) -> DayRun:
+def day_on_scratch(args: argparse.Namespace, store_url: str, sessions: int, logs: Path,
+                   stop_samples: int, cost_updates: bool = True) -> DayRun:
+    """`run_day` on a scratch database and fresh topics (`args`: --bootstrap-servers)."""
     with _scratch(store_url) as url:
         settings = _settings(args, url, f"bench-{uuid.uuid4().hex[:8]}-")
         with closing(kafka_clients.admin(settings)) as admin:
             create_topics(admin, settings.all_topics(), TOPIC_PARTITIONS, 1)
-        return run_day(settings, sessions, logs, stop_samples)
+        return run_day(settings, sessions, logs, stop_samples, cost_updates)
 
 
 def _settings(args: argparse.Namespace, store_url: str, prefix: str) -> Settings:
@@ -148,6 +140,24 @@ def _settings(args: argparse.Namespace, store_url: str, prefix: str) -> Settings
         bootstrap_servers=args.bootstrap_servers, topic_prefix=prefix, store=store_url,
         group_id=f"{prefix}ledger", metrics_port=0,
     ))
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="URL",
+                        help="postgresql://USER@HOST/DB of a role that may CREATE DATABASE"
+                        " (default: $LEDGER_STORE)")
+    parser.add_argument("--bootstrap-servers", metavar="HOST:PORT",
+                        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS)")
+
+
+def checked_services(args: argparse.Namespace) -> str:
+    """The PostgreSQL store URL of --store / $LEDGER_STORE, once it and the broker answer."""
+    store_url = store_url_from(args.store)
+    if urlsplit(store_url).scheme not in ("postgresql", "postgres"):
+        raise CliError(f"ledger bench needs a PostgreSQL store URL, got"
+                       f" {redacted_url(store_url)} (--store or $LEDGER_STORE)")
+    _check_services(_settings(args, store_url, "bench-check-"))
+    return store_url
 
 
 def _check_services(settings: Settings) -> None:

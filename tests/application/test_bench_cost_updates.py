@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.benchmarks.cost_updates import measure_cost_updates, without_cost_updates
+from consumers.benchmarks.cost_updates import measure_cost_updates
+from consumers.benchmarks.day import without_cost_updates
 from consumers.cli import main
 from consumers.simulation.scenario import SimulationOptions, simulate
 
@@ -42,7 +43,9 @@ def test_the_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
                             "cost_updates_ratio"}
 
 
-@pytest.mark.parametrize("argv", [["--sessions", "0"], ["--rounds", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["--sessions", "0"], ["--rounds", "0"], ["--stop-samples", "-1"]]
+)
 def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "cost-updates", *argv]) == 2
     assert "must be" in capsys.readouterr().err
