@@ -33,14 +33,15 @@ def test_both_sides_ingest_the_same_day_and_only_one_sends_updates(tmp_path: Pat
     run = measure_cost_updates(lines, tmp_path, rounds=1)
     assert run.messages == len(lines)
     assert run.updates_sent > 0  # the side without them is checked to send none
-    assert run.cost_updates_ratio > 0
+    assert run.cost_updates_ratio > 0 and run.cost_updates_cpu_ratio > 0
 
 
 def test_the_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "cost-updates", "--sessions", "3", "--rounds", "1", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert set(figures) == {"messages", "updates_sent", "seconds_with", "seconds_without",
-                            "cost_updates_ratio"}
+                            "cost_updates_ratio", "cpu_seconds_with", "cpu_seconds_without",
+                            "cost_updates_cpu_ratio"}
 
 
 @pytest.mark.parametrize(
