@@ -156,24 +156,24 @@ class Batch:
 
     def issue(self, command: Envelope, key: str, subject: dict[str, str]) -> None:
         """Record an outbound command in this transaction (the outbox)."""
-        # Made first so its id (a uuid5) is derived once, by OutboundCommand.create_id; a
-        # command issued before is rare (the same cause again) and is simply dropped.
-        outbound = OutboundCommand(
-            tenant_id=command.tenant_id,
-            command_id=command.event_id,
-            topic=command.RECIPIENT,  # who it is for; the relay picks the topic
-            key=key,
-            type_name=command.type_name(),
-            payload=command.model_dump(mode="json"),
-            subject=subject,
-        )
+        command_aggregate_id = OutboundCommand.create_id(command.tenant_id, command.event_id)
         if self._assume_new_commands:
-            issued_before = outbound.id in self._touched
+            issued_before = command_aggregate_id in self._touched
         else:
-            issued_before = self.get(OutboundCommand, outbound.id) is not None
+            issued_before = self.get(OutboundCommand, command_aggregate_id) is not None
         if issued_before:
             return  # the same cause issued it already: never twice, never under a new id
-        self.add(outbound)
+        self.add(
+            OutboundCommand(
+                tenant_id=command.tenant_id,
+                command_id=command.event_id,
+                topic=command.RECIPIENT,  # who it is for; the relay picks the topic
+                key=key,
+                type_name=command.type_name(),
+                payload=command.model_dump(mode="json"),
+                subject=subject,
+            )
+        )
         self.commands_issued += 1
         self.issued_commands.append((command.tenant_id, command.event_id))
 
