@@ -273,7 +273,7 @@ class Ledger(EventSourcedProjection[UUID]):
             processing_event.events.extend(aggregate.collect_events())
             processing_event.aggregates[aggregate.id] = aggregate
         if processed is not None:
-            processing_event.events.append(processed)
+            processing_event.collect_events(processed)  # one event, after the aggregates'
         # The other sources' positions go in the same transaction (the recorder's
         # RECORDS_SEVERAL_SOURCES: consumers/chained_store.py).
         if trackings:
