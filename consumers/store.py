@@ -122,7 +122,8 @@ def open_ledger(
 
 def _lost_creation_race(exc: Exception) -> bool:
     # "tuple concurrently updated" (functions), a type or table another process created
-    # between our IF NOT EXISTS check and our CREATE (seen with three writers starting at once),
+    # between our IF NOT EXISTS check and our CREATE (seen with three writers starting at once:
+    # a duplicate pg_type row, or `relation "ledger_events" already exists`),
     # or the library's tracking-table migration row, which two processes that both found no
     # tracking table both insert (the winner committed it, so the retry finds it). On SQLite,
     # the library's first connection asks for WAL mode outside its error handling, and meets
@@ -131,6 +132,7 @@ def _lost_creation_race(exc: Exception) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         return "database is locked" in text
     return ("concurrently" in text or "pg_type_typname_nsp_index" in text
+            or ("relation" in text and "already exists" in text)
             or "Failed to record tracking for __migration__" in text)
 
 
