@@ -216,7 +216,10 @@ class Ledger(EventSourcedProjection[UUID]):
                 fresh = []
                 result = BatchResult()
             conflicts = lost_alone = 0
-            result.skipped_before_position = len(part) - len(fresh)
+            applying = {id(i) for i in fresh}
+            for item in part:
+                if id(item) not in applying:
+                    result.count(item.source, "skipped_before_position")
             total.add(result)
             del pending[:len(part)]
         return total
@@ -257,8 +260,8 @@ class Ledger(EventSourcedProjection[UUID]):
                 released, expired = parking.settle(
                     item.message, issued, apply_released,
                     applied=outcome in ("applied", "refused"), arrived=True)
-                result.unparked += released
-                result.expired += expired
+                result.count(item.source, "unparked", released)
+                result.count(item.source, "expired", expired)
         if not items:
             result.expired += parking.expire_all(apply_released)
         self._check_held(batch)
@@ -318,12 +321,12 @@ class Ledger(EventSourcedProjection[UUID]):
             item.message.business_time() if item.message is not None else None
         )
         if outcome == "conflicts":
-            result.conflicts += 1
+            result.count(item.source, "conflicts")
             outcome = "dead_lettered"
         if isinstance(refusal, HandlerFailed):
-            result.handler_failures += 1
+            result.count(item.source, "handler_failures")
         if outcome != "parked" or release is None:  # parked again: counted when it came
-            setattr(result, outcome, getattr(result, outcome) + 1)
+            result.count(item.source, outcome)
         return outcome, batch.issued_commands[issued_before:]
 
     def _check_held(self, batch: Batch) -> None:

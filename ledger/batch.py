@@ -7,7 +7,7 @@ Handlers import this module (never the application), so the dependency points on
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -63,11 +63,32 @@ class BatchResult:
     parked: int = 0
     unparked: int = 0
     expired: int = 0
+    # Each source's share of the message counts above, for a batch of several sources (the
+    # consumer's metrics are per topic). Unparked and expired go to the source of the
+    # message whose arrival released them; commands and events are the batch's alone.
+    by_source: dict[str, BatchResult] = field(default_factory=dict)
+
+    def of(self, source: str) -> BatchResult:
+        """`source`'s share."""
+        share = self.by_source.get(source)
+        if share is None:
+            share = self.by_source[source] = BatchResult()
+        return share
+
+    def count(self, source: str, name: str, n: int = 1) -> None:
+        """`n` more of `name`, in the total and in `source`'s share."""
+        for result in (self, self.of(source)):
+            setattr(result, name, getattr(result, name) + n)
 
     def add(self, other: BatchResult) -> None:
         """Count `other` in too (a batch applied in parts, a file of batches)."""
-        for field in fields(BatchResult):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        for counter in fields(BatchResult):
+            if counter.name == "by_source":
+                for source, share in other.by_source.items():
+                    self.of(source).add(share)
+            else:
+                setattr(self, counter.name,
+                        getattr(self, counter.name) + getattr(other, counter.name))
 
 
 class StaleRead(Exception):

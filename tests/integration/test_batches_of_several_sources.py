@@ -47,6 +47,9 @@ def test_one_transaction_records_every_sources_position(store_url: str) -> None:
             ("wallets:2", 3, top_up("d2", "4.00")), ("wallets:1", 9, top_up("d1", "1.00")),
         ))
         assert result.applied == 6 and writes == 1
+        # Each source's share, for the consumer's metrics per topic.
+        assert {source: share.applied for source, share in result.by_source.items()} == {
+            "config:0": 3, "wallets:1": 2, "wallets:2": 1}
         assert {s: ledger.position(s) for s in ("config:0", "wallets:1", "wallets:2")} == {
             "config:0": 2, "wallets:1": 9, "wallets:2": 3}
         assert _balance(ledger, "d1") == Decimal("6.00")
@@ -57,6 +60,8 @@ def test_one_transaction_records_every_sources_position(store_url: str) -> None:
             ("wallets:1", 9, top_up("d1", "1.00")), ("wallets:2", 4, top_up("d2", "2.00")),
         ))
         assert again.skipped_before_position == 1 and again.applied == 1
+        assert again.of("wallets:1").skipped_before_position == 1
+        assert again.of("wallets:2").applied == 1
         assert ledger.position("wallets:2") == 4
         assert _balance(ledger, "d2") == Decimal("6.00")
 
