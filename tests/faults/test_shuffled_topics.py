@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 SESSIONS = 10
 SHUFFLED = "the day through Kafka in shuffled topic order"
-KILLED = "SIGKILL ledger consume while the merge holds records"
+KILLED = "SIGKILL ledger consume, the shuffled day"
 
 DayRunFactory = Callable[[str], DayRun]
 
