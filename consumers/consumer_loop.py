@@ -38,9 +38,10 @@ data is on the broker, the next fetch brings it). kafka-python sets `highwater` 
 fetch response it parses for the partition, one without records too (`Fetcher.
 _parse_fetched_data`), and `position` moves only as records are handed to `poll`; so
 position == highwater means every record the broker had at the last answer was returned.
-`highwater` is None on a new assignment until the first answer: that counts as lag for
-MERGE_UNKNOWN_END_WAIT_MS at most. A partition whose buffer reaches POLL_RECORDS_MAX is
-paused until the merge drains it, so memory stays bounded per partition.
+`highwater` is None on a new assignment until the first answer: that counts as lag. An
+empty partition holds the others back for MERGE_FETCH_WAIT_MS at most (logged). A
+partition whose buffer reaches POLL_RECORDS_MAX is paused until the merge drains it, so
+memory stays bounded per partition.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ from consumers.kafka_limits import (
     KAFKA_UNAVAILABLE_DELAY_MS_MAX,
     KAFKA_UNAVAILABLE_DELAY_MS_MIN,
     KAFKA_UNAVAILABLE_POLLS_MAX,
-    MERGE_UNKNOWN_END_WAIT_MS,
+    MERGE_FETCH_WAIT_MS,
+    MERGE_WAIT_LOGGED_AFTER_MS,
     POLL_RECORDS_MAX,
     POLL_TIMEOUT_MS,
 )
@@ -251,9 +253,11 @@ class ConsumerLoop:
         self._subscribed = False
         self._merge: EventTimeMerge[Any, Inbound] = EventTimeMerge(
             merge_tie_break(settings), idle_ms=settings.merge_idle_ms,
-            unknown_wait_ms=MERGE_UNKNOWN_END_WAIT_MS)
+            fetch_wait_ms=MERGE_FETCH_WAIT_MS)
         # Partitions this loop paused because their buffer is full (the gate pauses others).
         self._full: set[Any] = set()
+        # The partition the merge waits for, since when, and whether that was logged.
+        self._waiting: tuple[Any, float, bool] = (None, 0.0, False)
 
     def subscribe(self) -> None:
         topics = self._settings.inbound_topics()
@@ -318,7 +322,9 @@ class ConsumerLoop:
             items = [inbound_from_record(record, self._settings) for record in records]
             self._merge.add(partition, [
                 (None if i.message is None else i.message.occurred_at, i) for i in items])
-        released = self._merge.release(self._fetch_states(waiting))
+        states = self._fetch_states(waiting)
+        released = self._merge.release(states)
+        self._log_waiting(states)
         applied_up_to: dict[Any, int] = {}
         # 4. Each run of one partition with its positions in one transaction.
         for partition, run in itertools.groupby(released, key=lambda item: item[0]):
@@ -386,6 +392,25 @@ class ConsumerLoop:
                 continue  # no fetch answered since the seek: unknown (bounded)
             states[partition] = Fetch.CAUGHT_UP if position >= highwater else Fetch.LAGGING
         return states
+
+    def _log_waiting(self, states: Mapping[Any, Fetch]) -> None:
+        """Say which partition the merge waits for, once a wait on it passes
+        MERGE_WAIT_LOGGED_AFTER_MS (a wait of milliseconds is every poll's)."""
+        partition = self._merge.waiting_for
+        now = time.monotonic()
+        if partition is None or partition != self._waiting[0]:
+            self._waiting = (partition, now, False)
+            return
+        _p, since, logged = self._waiting
+        if logged or (now - since) * 1000 < MERGE_WAIT_LOGGED_AFTER_MS:
+            return
+        self._waiting = (partition, since, True)
+        log_event(self._log, "merge_waiting", logging.WARNING,
+                  source=source_name(partition.topic, partition.partition),
+                  fetch=states.get(partition, Fetch.UNKNOWN).value,
+                  waited_s=round(now - since, 1), gives_up_after_s=MERGE_FETCH_WAIT_MS / 1000,
+                  buffered=sum(self._merge.buffered(p) for p in self._merge.partitions()),
+                  paused_full=len(self._full))
 
     def _bound_buffers(self, waiting: Mapping[Any, int]) -> None:
         """Pause a partition whose buffer is full; resume it once the merge drained it."""

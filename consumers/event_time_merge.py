@@ -12,10 +12,13 @@ A head is released only when every other partition can be compared with it: it h
 buffered, or it is known to be caught up (the client's fetch position is at its end offset).
 A partition with known lag and nothing buffered blocks the merge: its data is on the broker,
 the next fetch brings it. A partition whose end offset is not known yet (no fetch answered
-since it was assigned) counts as lagging for at most `unknown_wait_ms`, so a partition the
-broker never answers for cannot stall the others forever. `idle_ms` (default 0: never wait
-for records not yet produced, Kafka Streams' default) keeps a caught-up, empty partition
-blocking that long after it became so, for producers that are late.
+since it was assigned) counts as lagging. Either holds the others back for at most
+`fetch_wait_ms` (None: until its records come), so a partition whose records do not come
+(a leader that does not answer, a fetcher that does not bring them) cannot stall the
+others forever: after the bound they go on, and its records apply when they come.
+`idle_ms` (default 0: never wait for records not yet produced, Kafka Streams' default)
+keeps a caught-up, empty partition blocking that long after it became so, for producers
+that are late.
 
 A record without an event time (it failed to decode: it is only dead-lettered) is released
 as soon as it is its partition's head. Ties in event time go to the partition of the
@@ -50,30 +53,33 @@ class EventTimeMerge(Generic[P, T]):
     """Buffers per partition; `release` yields what the merge may apply now, in order."""
 
     def __init__(
-        self, tie_break: Callable[[P], Any], idle_ms: int = 0, unknown_wait_ms: int = 0,
-        clock: Callable[[], float] = time.monotonic,
+        self, tie_break: Callable[[P], Any], idle_ms: int = 0,
+        fetch_wait_ms: int | None = None, clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if idle_ms < 0 or unknown_wait_ms < 0:
-            raise ValueError(f"waits must be >= 0 ms: idle {idle_ms}, unknown {unknown_wait_ms}")
+        if idle_ms < 0 or (fetch_wait_ms is not None and fetch_wait_ms < 0):
+            raise ValueError(f"waits must be >= 0 ms: idle {idle_ms}, fetch {fetch_wait_ms}")
         self._tie_break = tie_break
         self._idle_s = idle_ms / 1000
-        self._unknown_wait_s = unknown_wait_ms / 1000
+        self._fetch_wait_s = None if fetch_wait_ms is None else fetch_wait_ms / 1000
         self._clock = clock
         self._buffers: dict[P, deque[tuple[datetime | None, T]]] = {}
-        self._assigned_at: dict[P, float] = {}
+        # Since when each empty partition that is not caught up has held the others back.
+        self._waiting_since: dict[P, float] = {}
         self._idle_since: dict[P, float] = {}
+        # The partition the last `release` stopped at (empty, and lagging, unknown or idle).
+        self.waiting_for: P | None = None
 
     # ------------------------------------------------------------ partitions
     def assign(self, partition: P) -> None:
         """A partition (newly assigned, or sought again): an empty buffer, nothing known."""
         self._buffers[partition] = deque()
-        self._assigned_at[partition] = self._clock()
+        self._waiting_since[partition] = self._clock()  # unknown from its assignment on
         self._idle_since.pop(partition, None)
 
     def revoke(self, partition: P) -> None:
         """Forget a partition and drop what it buffered (it is re-read from its position)."""
         self._buffers.pop(partition, None)
-        self._assigned_at.pop(partition, None)
+        self._waiting_since.pop(partition, None)
         self._idle_since.pop(partition, None)
 
     def partitions(self) -> set[P]:
@@ -88,6 +94,7 @@ class EventTimeMerge(Generic[P, T]):
         buffer.extend(items)
         if buffer:
             self._idle_since.pop(partition, None)
+            self._waiting_since.pop(partition, None)
 
     # ------------------------------------------------------------ the merge
     def release(self, fetch: Mapping[P, Fetch]) -> list[tuple[P, T]]:
@@ -95,6 +102,7 @@ class EventTimeMerge(Generic[P, T]):
         partition's state as the client reports it (missing: unknown)."""
         released: list[tuple[P, T]] = []
         now = self._clock()
+        self.waiting_for = None
         while True:
             self._release_timeless(released)
             heads: list[tuple[tuple[datetime, Any], P]] = []
@@ -104,6 +112,7 @@ class EventTimeMerge(Generic[P, T]):
                     assert at is not None  # timeless heads were released above
                     heads.append(((at, self._tie_break(partition)), partition))
                 elif self._blocks(partition, fetch.get(partition, Fetch.UNKNOWN), now):
+                    self.waiting_for = partition
                     return released
             if not heads:
                 return released
@@ -117,10 +126,10 @@ class EventTimeMerge(Generic[P, T]):
 
     def _blocks(self, partition: P, fetch: Fetch, now: float) -> bool:
         """Whether an empty partition keeps the others waiting."""
-        if fetch is Fetch.LAGGING:
-            return True
-        if fetch is Fetch.UNKNOWN:
-            return now - self._assigned_at[partition] < self._unknown_wait_s
+        if fetch is not Fetch.CAUGHT_UP:
+            waiting = self._waiting_since.setdefault(partition, now)
+            return self._fetch_wait_s is None or now - waiting < self._fetch_wait_s
+        self._waiting_since.pop(partition, None)
         since = self._idle_since.setdefault(partition, now)
         return now - since < self._idle_s
 

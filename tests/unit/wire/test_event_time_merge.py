@@ -142,7 +142,7 @@ def test_a_record_without_event_time_goes_at_once_even_when_blocked() -> None:
 
 def test_an_unknown_end_offset_blocks_only_until_the_bound() -> None:
     clock = Clock()
-    merge: EventTimeMerge[str, str] = EventTimeMerge(rank, unknown_wait_ms=5_000, clock=clock)
+    merge: EventTimeMerge[str, str] = EventTimeMerge(rank, fetch_wait_ms=5_000, clock=clock)
     for p in ("a", "b"):
         merge.assign(p)
     merge.add("a", [(T0, "a0")])
@@ -151,6 +151,23 @@ def test_an_unknown_end_offset_blocks_only_until_the_bound() -> None:
     assert merge.release({"a": Fetch.CAUGHT_UP}) == []
     clock.now = 5.0
     assert merge.release({"a": Fetch.CAUGHT_UP}) == [("a", "a0")]
+
+
+def test_a_lagging_partition_whose_records_do_not_come_blocks_only_until_the_bound() -> None:
+    clock = Clock()
+    merge: EventTimeMerge[str, str] = EventTimeMerge(rank, fetch_wait_ms=5_000, clock=clock)
+    for p in ("a", "b"):
+        merge.assign(p)
+    merge.add("a", [(T0, "a0"), (T0 + timedelta(minutes=1), "a1")])
+    merge.add("b", [(T0, "b0")])
+    lagging = {"a": Fetch.CAUGHT_UP, "b": Fetch.LAGGING}
+    clock.now = 10.0  # b's wait starts when it is found empty, not at its assignment
+    assert merge.release(lagging) == [("a", "a0"), ("b", "b0")]
+    assert merge.waiting_for == "b"
+    clock.now = 14.9
+    assert merge.release(lagging) == []
+    clock.now = 15.0
+    assert merge.release(lagging) == [("a", "a1")]
 
 
 def test_the_idle_bound_waits_for_producers_then_goes_on() -> None:
