@@ -18,16 +18,30 @@ The commit protocol, per poll (the numbers appear in the code):
   2. per partition, decode every record into an `Inbound`: a record that cannot be decoded
      becomes an `Inbound` with the reason and its bytes, so it is dead-lettered with its
      provenance instead of stopping the partition;
-  3. apply the partition's records with their positions in ONE transaction
-     (`Ledger.apply_batch`; offsets asserted to grow);
-  4. only then commit the offsets to Kafka (advisory: a failed commit is logged and ignored).
-A crash anywhere before 3 commits writes nothing; after it, the seek in step 0 and the
-position check in `apply_batch` skip what was applied.
+  3. add them to the event-time merge of the partitions (`EventTimeMerge`), which releases
+     what can be applied now, smallest `occurred_at` first, each partition in its order;
+  4. apply each run of one partition's released records with their positions in ONE
+     transaction (`Ledger.apply_batch`; offsets asserted to grow);
+  5. only then commit the offsets to Kafka (advisory: a failed commit is logged and ignored).
+A crash anywhere before 4 commits writes nothing; after it, the seek in step 0 and the
+position check in `apply_batch` skip what was applied. Buffered records not applied yet are
+only in memory: after a crash or a revoke they are read again from the stored position.
 
 Losing the database (a restart, a stopped server, terminated backends) is ridden through
 without a restart: every assigned partition is queued for step 0 again (the records fetched
 past its stored position are read again), and the loop waits for a probe connection to
 open (consumers/reconnect.py: bounded backoff, one JSON line per attempt).
+
+The merge (docs/reliability.md, "Event-time merge"). A partition with nothing buffered
+blocks the merge while the client reports lag on it (`position(tp) < highwater(tp)`: the
+data is on the broker, the next fetch brings it). kafka-python sets `highwater` from every
+fetch response it parses for the partition, one without records too (`Fetcher.
+_parse_fetched_data`), and `position` moves only as records are handed to `poll`; so
+position == highwater means every record the broker had at the last answer was returned.
+`highwater` is None on a new assignment until the first answer: that counts as lag. An
+empty partition holds the others back for MERGE_FETCH_WAIT_MS at most (logged). A
+partition whose buffer reaches POLL_RECORDS_MAX is paused until the merge drains it, so
+memory stays bounded per partition.
 """
 
 from __future__ import annotations
@@ -43,15 +57,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.avro_codec import decode, type_from_headers
+from consumers.event_time_merge import EventTimeMerge, Fetch
 from consumers.kafka_limits import (
     CONSUMER_COMMIT_TIMEOUT_MS,
     KAFKA_UNAVAILABLE_DELAY_MS_MAX,
     KAFKA_UNAVAILABLE_DELAY_MS_MIN,
     KAFKA_UNAVAILABLE_POLLS_MAX,
+    MERGE_FETCH_WAIT_MS,
+    MERGE_WAIT_LOGGED_AFTER_MS,
     POLL_RECORDS_MAX,
     POLL_TIMEOUT_MS,
 )
-from consumers.kafka_topics import topic_of
+from consumers.kafka_topics import MERGE_TOPIC_RANK, merge_rank, topic_of
 from consumers.observability import Metrics, get_logger, log_event
 from consumers.reconnect import DATABASE_UNAVAILABLE, backoff_ms, wait_for_database
 from consumers.settings import Settings
@@ -65,7 +82,7 @@ with warnings.catch_warnings():
         "ignore", message=r"(read_text|open_text) is deprecated", category=DeprecationWarning
     )
     from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-    from kafka.errors import KafkaError
+    from kafka.errors import IllegalStateError, KafkaError
 
 SOURCE_PREFIX = "kafka:"
 # Dead letters keep the record's bytes; base64 because the payload may be any bytes at all.
@@ -203,10 +220,22 @@ class PollOutcome:
     records: int = 0
     dropped_waiting_for_seek: int = 0
     batches: list[tuple[str, BatchResult]] = field(default_factory=list)
+    buffered: int = 0  # records held by the merge after this poll
+
+
+def merge_tie_break(settings: Settings) -> Callable[[Any], tuple[int, str, int]]:
+    """Equal event times: by topic rank (`MERGE_TOPIC_RANK`), then topic and partition."""
+    def rank(partition: Any) -> tuple[int, str, int]:
+        name = settings.unprefixed(partition.topic)
+        topic_rank = merge_rank(name) if name in MERGE_TOPIC_RANK else len(MERGE_TOPIC_RANK)
+        return topic_rank, partition.topic, partition.partition
+
+    return rank
 
 
 class ConsumerLoop:
-    """Polls the inbound topics and applies each partition's records in one transaction."""
+    """Polls the inbound topics, merges the partitions in event time and applies each run of
+    one partition's records in one transaction."""
 
     def __init__(
         self, ledger: Ledger, consumer: Any, settings: Settings, metrics: Metrics,
@@ -222,6 +251,13 @@ class ConsumerLoop:
         # increasing-offset check and for lag), as of this process.
         self._last_offset: dict[Any, int] = {}
         self._subscribed = False
+        self._merge: EventTimeMerge[Any, Inbound] = EventTimeMerge(
+            merge_tie_break(settings), idle_ms=settings.merge_idle_ms,
+            fetch_wait_ms=MERGE_FETCH_WAIT_MS)
+        # Partitions this loop paused because their buffer is full (the gate pauses others).
+        self._full: set[Any] = set()
+        # The partition the merge waits for, since when, and whether that was logged.
+        self._waiting: tuple[Any, float, bool] = (None, 0.0, False)
 
     def subscribe(self) -> None:
         topics = self._settings.inbound_topics()
@@ -274,21 +310,31 @@ class ConsumerLoop:
             timeout_ms=timeout_ms, max_records=POLL_RECORDS_MAX
         )
         waiting = self._gate.waiting()
-        applied_up_to: dict[Any, int] = {}
+        self._follow_assignment()
         for partition in sorted(polled, key=lambda tp: (tp.topic, tp.partition)):
             records = polled[partition]
             outcome.records += len(records)
-            if partition in waiting:
+            if partition in waiting or partition not in self._merge.partitions():
                 # Assigned during this poll: fetched from Kafka's idea of the position.
                 outcome.dropped_waiting_for_seek += len(records)
                 continue
-            if not records:
-                continue
-            # 2. + 3. Decode, then apply with the position in one transaction.
-            result = self._apply_partition(partition, records)
+            # 2. Decode; 3. into the merge, each with its event time (none: undecodable).
+            items = [inbound_from_record(record, self._settings) for record in records]
+            self._merge.add(partition, [
+                (None if i.message is None else i.message.occurred_at, i) for i in items])
+        states = self._fetch_states(waiting)
+        released = self._merge.release(states)
+        self._log_waiting(states)
+        applied_up_to: dict[Any, int] = {}
+        # 4. Each run of one partition with its positions in one transaction.
+        for partition, run in itertools.groupby(released, key=lambda item: item[0]):
+            items = [inbound for _p, inbound in run]
+            result = self._apply_partition(partition, items)
             outcome.batches.append((source_name(partition.topic, partition.partition), result))
-            applied_up_to[partition] = records[-1].offset
-        # 4. Only now tell Kafka (advisory).
+            applied_up_to[partition] = items[-1].position
+        self._bound_buffers(waiting)
+        outcome.buffered = sum(self._merge.buffered(p) for p in self._merge.partitions())
+        # 5. Only now tell Kafka (advisory).
         self._commit_advisory(applied_up_to)
         self._update_lag()
         return outcome
@@ -308,6 +354,9 @@ class ConsumerLoop:
                 # Revoked again since it was assigned: nothing to seek.
                 log_event(self._log, "seek_skipped_revoked", source=source)
             else:
+                # Whatever was buffered came from before this assignment: read it again.
+                self._merge.assign(partition)
+                self._full.discard(partition)
                 if stored is None:
                     self._last_offset.pop(partition, None)
                 else:
@@ -317,22 +366,82 @@ class ConsumerLoop:
                           next_offset=0 if stored is None else stored + 1)
             self._gate.done(partition, ticket)
 
-    def _apply_partition(self, partition: Any, records: Sequence[Any]) -> BatchResult:
+    def _follow_assignment(self) -> None:
+        """The merge holds exactly the assigned partitions: a revoked one's buffer is dropped
+        (the next owner reads it again from the stored position); a new one blocks the merge
+        until it is sought and fetched (`_seek_waiting_partitions` starts it afresh)."""
+        assigned = set(self._consumer.assignment())
+        for partition in self._merge.partitions() - assigned:
+            self._merge.revoke(partition)
+            self._full.discard(partition)
+        for partition in assigned - self._merge.partitions():
+            self._merge.assign(partition)
+
+    def _fetch_states(self, waiting: Mapping[Any, int]) -> dict[Any, Fetch]:
+        states: dict[Any, Fetch] = {}
+        for partition in self._merge.partitions():
+            if partition in waiting:
+                states[partition] = Fetch.LAGGING  # sought at the next poll, then fetched
+                continue
+            try:
+                highwater = self._consumer.highwater(partition)
+                position = self._consumer.position(partition, timeout_ms=0)
+            except IllegalStateError:
+                continue  # revoked on the IO thread meanwhile: unknown, dropped next poll
+            if highwater is None or position is None:
+                continue  # no fetch answered since the seek: unknown (bounded)
+            states[partition] = Fetch.CAUGHT_UP if position >= highwater else Fetch.LAGGING
+        return states
+
+    def _log_waiting(self, states: Mapping[Any, Fetch]) -> None:
+        """Say which partition the merge waits for, once a wait on it passes
+        MERGE_WAIT_LOGGED_AFTER_MS (a wait of milliseconds is every poll's)."""
+        partition = self._merge.waiting_for
+        now = time.monotonic()
+        if partition is None or partition != self._waiting[0]:
+            self._waiting = (partition, now, False)
+            return
+        _p, since, logged = self._waiting
+        if logged or (now - since) * 1000 < MERGE_WAIT_LOGGED_AFTER_MS:
+            return
+        self._waiting = (partition, since, True)
+        log_event(self._log, "merge_waiting", logging.WARNING,
+                  source=source_name(partition.topic, partition.partition),
+                  fetch=states.get(partition, Fetch.UNKNOWN).value,
+                  waited_s=round(now - since, 1), gives_up_after_s=MERGE_FETCH_WAIT_MS / 1000,
+                  buffered=sum(self._merge.buffered(p) for p in self._merge.partitions()),
+                  paused_full=len(self._full))
+
+    def _bound_buffers(self, waiting: Mapping[Any, int]) -> None:
+        """Pause a partition whose buffer is full; resume it once the merge drained it."""
+        for partition in self._merge.partitions():
+            full = self._merge.buffered(partition) >= POLL_RECORDS_MAX
+            try:
+                if full and partition not in self._full:
+                    self._consumer.pause(partition)
+                    self._full.add(partition)
+                elif not full and partition in self._full:
+                    self._full.discard(partition)
+                    if partition not in waiting:  # the gate resumes it after its seek
+                        self._consumer.resume(partition)
+            except IllegalStateError:
+                self._full.discard(partition)  # revoked meanwhile
+
+    def _apply_partition(self, partition: Any, items: Sequence[Inbound]) -> BatchResult:
         started = time.perf_counter()
         previous = self._last_offset.get(partition)
-        assert previous is None or records[0].offset > previous, (
-            f"{partition}: offset {records[0].offset} after {previous}: positions must grow"
+        assert previous is None or items[0].position > previous, (
+            f"{partition}: offset {items[0].position} after {previous}: positions must grow"
         )
-        items = [inbound_from_record(record, self._settings) for record in records]
         result = self._ledger.apply_batch(items)
-        self._last_offset[partition] = records[-1].offset
+        self._last_offset[partition] = items[-1].position
         seconds = time.perf_counter() - started
         self._count(partition.topic, result, seconds)
         log_event(
             self._log, "batch_applied",
             source=source_name(partition.topic, partition.partition),
-            first_offset=records[0].offset, last_offset=records[-1].offset,
-            records=len(records), applied=result.applied, duplicates=result.duplicates,
+            first_offset=items[0].position, last_offset=items[-1].position,
+            records=len(items), applied=result.applied, duplicates=result.duplicates,
             dead_lettered=result.dead_lettered, handler_failures=result.handler_failures,
             conflicts=result.conflicts, refused=result.refused, parked=result.parked,
             unparked=result.unparked, expired=result.expired,
@@ -386,6 +495,7 @@ __all__ = [
     "TopicPartition",
     "bytes_from_raw",
     "inbound_from_record",
+    "merge_tie_break",
     "parse_source",
     "raw_from_bytes",
     "source_name",

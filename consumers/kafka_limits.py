@@ -48,6 +48,19 @@ KAFKA_UNAVAILABLE_DELAY_MS_MIN = 200
 KAFKA_UNAVAILABLE_DELAY_MS_MAX = 5_000
 KAFKA_UNAVAILABLE_POLLS_MAX = 120
 
+# The event-time merge of `ledger consume` (consumers/event_time_merge.py). An empty partition
+# that lags, or whose end offset the client does not know yet (no fetch answered since its
+# seek), holds the others back this long at most: a fetch answers within the broker's fetch
+# wait (500 ms) when it is up, so the bound only matters when a partition's records do not
+# come (its leader does not answer); then the others go on, and that partition's records
+# apply in arrival order when they come. Logged (`merge_waiting`) once a wait passes 5 s.
+MERGE_FETCH_WAIT_MS = 30_000
+MERGE_WAIT_LOGGED_AFTER_MS = 5_000
+# --merge-idle-ms: how long a caught-up, empty partition may hold the others back waiting
+# for a late producer (default 0, Kafka Streams' max.task.idle.ms default). At most ten
+# minutes: the merge keeps polling meanwhile, so the group never sees the member as stuck.
+MERGE_IDLE_MS_MAX = 600_000
+
 # Idempotent producer: a record is retried until acknowledged by all in-sync replicas or this
 # long has passed since send(); Kafka requires it >= linger + request timeout.
 PRODUCER_DELIVERY_TIMEOUT_MS = 120_000

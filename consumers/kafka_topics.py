@@ -63,3 +63,17 @@ OUTBOUND_TOPICS: tuple[str, ...] = tuple(sorted({topic_of(cls) for cls in OUTBOU
 
 assert all(topic_of(cls) for cls in MESSAGE_TYPES.values()), "every message type needs a topic"
 assert not set(INBOUND_TOPICS) & set(OUTBOUND_TOPICS), "the ledger never reads what it sends"
+
+# Ties in event time across inbound topics, in the event-time merge (`ledger consume`) and in
+# the order `ledger simulate` writes a day: what configures first, then what funds, then the
+# sessions, the PSP's answers to them, and the clock last (a tick at T runs what is due at
+# T, after everything that happened at T).
+MERGE_TOPIC_RANK: tuple[str, ...] = (
+    "config", "vouchers", "wallets", "csms.transaction-events", "psp.results", "clock",
+)
+assert sorted(MERGE_TOPIC_RANK) == sorted(INBOUND_TOPICS), "rank every inbound topic"
+
+
+def merge_rank(topic: str) -> int:
+    """Where an (unprefixed) inbound topic goes among records of equal event time."""
+    return MERGE_TOPIC_RANK.index(topic)

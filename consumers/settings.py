@@ -12,6 +12,7 @@ default; nothing below this module reads the environment.
 | metrics port | `--metrics-port` | `LEDGER_METRICS_PORT` | 0 (off) |
 | session timeout | `--session-timeout-ms` | `LEDGER_KAFKA_SESSION_TIMEOUT_MS` | 45000 |
 | tenants accepted | `--tenants` | `LEDGER_TENANTS` | any |
+| merge idle wait | `--merge-idle-ms` | `LEDGER_MERGE_IDLE_MS` | 0 (never wait for producers) |
 
 Security (TLS, SASL/SCRAM) comes from the environment only: `consumers/kafka_security.py`.
 
@@ -29,7 +30,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from consumers.cli import CliError
-from consumers.kafka_limits import CONSUMER_SESSION_TIMEOUT_MS, CONSUMER_SESSION_TIMEOUT_MS_MIN
+from consumers.kafka_limits import (
+    CONSUMER_SESSION_TIMEOUT_MS,
+    CONSUMER_SESSION_TIMEOUT_MS_MIN,
+    MERGE_IDLE_MS_MAX,
+)
 from consumers.kafka_security import KafkaSecurity, security_from
 from consumers.kafka_topics import DEAD_LETTER_TOPIC, INBOUND_TOPICS, OUTBOUND_TOPICS
 from consumers.store import STORE_ENV_VAR, redacted_url, store_url_from
@@ -40,6 +45,7 @@ TOPIC_PREFIX_ENV_VAR = "LEDGER_TOPIC_PREFIX"
 METRICS_PORT_ENV_VAR = "LEDGER_METRICS_PORT"
 SESSION_TIMEOUT_ENV_VAR = "LEDGER_KAFKA_SESSION_TIMEOUT_MS"
 TENANTS_ENV_VAR = "LEDGER_TENANTS"
+MERGE_IDLE_ENV_VAR = "LEDGER_MERGE_IDLE_MS"
 
 DEFAULT_GROUP_ID = "evledger-ledger"
 PORT_MAX = 65_535
@@ -67,6 +73,8 @@ class Settings:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # The tenants whose messages these topics may carry; None: any.
     tenants: frozenset[str] | None = None
+    # How long the event-time merge waits for a caught-up partition's producer (ms).
+    merge_idle_ms: int = 0
 
     def store_redacted(self) -> str:
         """The store URL without its password, for messages and logs."""
@@ -126,6 +134,12 @@ def add_arguments(
             help="accept only these tenants' messages; others are dead-lettered (default:"
             f" ${TENANTS_ENV_VAR}, else any): for topic prefixes per tenant under ACLs",
         )
+        parser.add_argument(
+            "--merge-idle-ms", metavar="MS", type=int,
+            help="how long the event-time merge of the partitions waits for records not yet"
+            " produced on a caught-up partition before applying the others' (default:"
+            f" ${MERGE_IDLE_ENV_VAR}, else 0: never; at most {MERGE_IDLE_MS_MAX})",
+        )
     if metrics:
         parser.add_argument(
             "--metrics-port", metavar="PORT", type=int,
@@ -174,6 +188,10 @@ def settings_from(
     tenants_text = _option(args, "tenants") or env.get(TENANTS_ENV_VAR) or ""
     tenants = frozenset(t.strip() for t in tenants_text.split(",") if t.strip()) or None
 
+    merge_idle_ms = _int_setting(args, "merge_idle_ms", env, MERGE_IDLE_ENV_VAR, 0)
+    if not 0 <= merge_idle_ms <= MERGE_IDLE_MS_MAX:
+        raise CliError(f"bad merge idle wait {merge_idle_ms} ms: 0..{MERGE_IDLE_MS_MAX}")
+
     store_option = _option(args, "store")
     store_url = store_url_from(store_option) if _has(args, "store") else ""
     return Settings(
@@ -187,6 +205,7 @@ def settings_from(
         client_id=f"evledger-{socket.gethostname()}-{os.getpid()}",
         security=security_from(env),
         tenants=tenants,
+        merge_idle_ms=merge_idle_ms,
     )
 
 

@@ -183,7 +183,7 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 {single_node}""")
     _run(["java", HEAP, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
-          "--standalone", "-t", _cluster_id(), "-c", str(properties)], log)
+          "--standalone", f"--cluster-id={_cluster_id()}", "-c", str(properties)], log)
     broker = PlainBroker(f"127.0.0.1:{port}", BrokerProcess(libs, properties, log))
     try:
         broker.process.start(lambda: ready(broker.bootstrap))
@@ -206,7 +206,7 @@ def secured_broker(directory: Path, users: dict[str, str],
     scram = [f"SCRAM-SHA-512=[name={name},password={password}]"
              for name, password in users.items()]
     _run(["java", HEAP, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
-          "--standalone", "-t", _cluster_id(), "-c", str(properties),
+          "--standalone", f"--cluster-id={_cluster_id()}", "-c", str(properties),
           *[arg for entry in scram for arg in ("--add-scram", entry)]], log)
     broker = SecuredBroker(bootstrap=f"127.0.0.1:{secure_port}", cafile=cafile, users=users,
                            log=log)
@@ -219,6 +219,8 @@ def secured_broker(directory: Path, users: dict[str, str],
 
 
 def _cluster_id() -> str:
-    # KRaft cluster ids are 16 random bytes in URL-safe base64 without padding.
+    # KRaft cluster ids are 16 random bytes in URL-safe base64 without padding. One in 64
+    # starts with '-', which the storage tool's argument parser takes for an option when
+    # given as a separate argument ("expected one argument"): callers pass --cluster-id=ID.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 

@@ -45,6 +45,8 @@ from eventsourcing.utils import get_topic
 
 from consumers.avro_codec import key_for
 from consumers.event_file import event_line_for
+from consumers.event_time_merge import merged
+from consumers.kafka_topics import merge_rank, topic_of
 from consumers.simulation.charge_point import CSMS_PRODUCER, SessionPlan, SessionRun
 from consumers.simulation.network import (
     CURRENCY,
@@ -162,6 +164,8 @@ class _Simulation:
         self.psp = Psp(PspPolicy(seed=options.seed, decline_rate=options.decline_rate,
                                  result_delay_s=options.result_delay_s))
         self.lines: list[str] = []
+        # Each line's topic and event time (None: not a message), for the merge at the end.
+        self._stamps: list[tuple[str, datetime | None]] = []
         self.counts: Counter[str] = Counter()
         self._queue: list[tuple[datetime, int, Callable[[datetime], None]]] = []
         self._order = itertools.count()
@@ -233,7 +237,20 @@ class _Simulation:
         self._drain()
         unfinished = [tx for (_, tx), r in self._runs.items() if not r.done]
         assert not unfinished, f"sessions still running after the last tick: {unfinished}"
-        return SimulationResult(self.lines, tenants, self.counts, vouchers, sponsors)
+        return SimulationResult(self._in_merge_order(), tenants, self.counts, vouchers,
+                                sponsors)
+
+    def _in_merge_order(self) -> list[str]:
+        """The lines as `ledger consume` applies them once every topic is on the broker: the
+        event-time merge of the topics (`consumers/event_time_merge.py`). A station reports
+        a session's end at its next meter interval, after events of other topics that
+        happened later; published as simulated, the file would be an order no consumer
+        reproduces. Each topic's own order is kept, and the PSP answers stay after the
+        commands they answer (an answer is later in event time than its command's cause)."""
+        streams: dict[str, list[tuple[datetime | None, str]]] = {}
+        for line, (topic, at) in zip(self.lines, self._stamps, strict=True):
+            streams.setdefault(topic, []).append((at, line))
+        return [line for _topic, line in merged(streams, merge_rank)]
 
     def _schedule_vouchers(self, plan: VoucherPlan) -> None:
         ids = self._voucher_ids[plan.tenant_id]
@@ -347,6 +364,7 @@ class _Simulation:
             raise RuntimeError(f"simulation passed {self._events_max} events: a feedback loop?")
         line = event_line_for(message)
         self.lines.append(line)
+        self._stamps.append((topic_of(message), message.occurred_at))
         self.counts[message.type_name()] += 1
         self._position += 1
         self.ledger.apply_batch([Inbound(
@@ -358,6 +376,8 @@ class _Simulation:
 
     def _publish_raw(self, line: str, reason: str) -> None:
         self.lines.append(line)
+        # A station's broken line: on the stations' topic, without an event time.
+        self._stamps.append((topic_of(TransactionEvent), None))
         self.counts["malformed"] += 1
         self._position += 1
         self.ledger.apply_batch([Inbound(SOURCE, self._position, None, raw=line, error=reason)])

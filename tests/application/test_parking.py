@@ -292,7 +292,8 @@ def test_any_interleaving_of_the_topics_ends_as_the_in_order_day(choices: list[i
     assert differences(got, want) == {}
     # Receipts are numbered as sessions settle, and a session parked behind its driver
     # settles after one that was not: the same gapless numbers, maybe given in another
-    # order (docs/reliability.md, "What parking does not make equal").
+    # order (docs/reliability.md, "What parking alone gives when the order is wrong";
+    # through Kafka, `ledger consume` merges the topics in event time instead).
     assert sorted(numbers) == sorted(wanted_numbers)
     assert sorted(d.journal(), key=lambda e: e.entry_id) == sorted(
         IN_ORDER.journal(), key=lambda e: e.entry_id)
