@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from fractions import Fraction
 
 from ledger.domain.errors import InvalidAmount, UnknownCurrency
 
@@ -129,3 +130,27 @@ class Money:
         for i in order[:left]:
             floors[i] += 1
         return [Money(Decimal(n) * unit, self.currency) for n in floors]
+
+    def allocate_monotone(self, weights: list[Decimal]) -> list[Money]:
+        """Split like `allocate`, but by highest averages (Jefferson/D'Hondt): each minor unit
+        goes to the share with the largest weight / (units + 1), ties to the earliest.
+
+        House-monotone: a larger amount never gives any share less. Largest remainders can
+        (the Alabama paradox), so the difference of two of its splits, of an amount and of a
+        larger one, may be negative in one share: a refund's lines, the session's lines at the
+        new refunded total less those at the old one, then did not add up to the refund."""
+        if not weights or any(w < 0 for w in weights) or sum(weights) == 0:
+            raise InvalidAmount("allocate needs non-negative weights with a positive sum")
+        unit = minor_unit(self.currency)
+        rounded = round_to_minor_unit(self.amount, self.currency)
+        total_units = int((rounded / unit).to_integral_value())
+        weight_sum = sum(weights)
+        # Every highest-averages split of this total gives each share at least its floor
+        # (lower quota), so only the few units left are placed one by one.
+        units = [int((Decimal(total_units) * w / weight_sum).to_integral_value(
+            rounding="ROUND_FLOOR")) for w in weights]
+        exact = [Fraction(w) for w in weights]
+        for _unit in range(total_units - sum(units)):
+            best = max(range(len(weights)), key=lambda i: (exact[i] / (units[i] + 1), -i))
+            units[best] += 1
+        return [Money(Decimal(n) * unit, self.currency) for n in units]

@@ -120,8 +120,8 @@ def split_refund(
 def credit_lines(lines: ChargeLines, refunded_before: Decimal, amount: Decimal) -> ChargeLines:
     """Net and VAT per rate of a refund of `amount` after `refunded_before`: the session's
     lines at the new refunded total less those at the old one (so refunds telescope)."""
-    after = lines_share(lines, refunded_before + amount)
-    before = lines_share(lines, refunded_before)
+    after = lines_share(lines, refunded_before + amount, monotone=True)
+    before = lines_share(lines, refunded_before, monotone=True)
     return lines_minus(after, before)
 
 

@@ -27,16 +27,20 @@ from ledger.domain.subscription import AllowanceLeft
 
 
 # ---------------------------------------------------------------- shares by VAT rate
-def lines_share(lines: ChargeLines, gross: Decimal) -> ChargeLines:
+def lines_share(lines: ChargeLines, gross: Decimal, *, monotone: bool = False) -> ChargeLines:
     """The part of `lines` worth `gross` (rounded), spread over the VAT rates by gross and
-    split into net and VAT in each line's own proportion."""
+    split into net and VAT in each line's own proportion. `monotone`: spread so that a larger
+    `gross` never gives a rate less (`Money.allocate_monotone`), for shares that are
+    differences of two of these (refunds after refunds)."""
     assert 0 <= gross <= lines.gross, (gross, lines.gross)
     if gross == lines.gross:
         return lines
     if gross == 0 or not lines.lines:
         return ChargeLines(lines.currency, ())
     weights = [abs(line.gross) for line in lines.lines]
-    parts = [m.amount for m in Money(gross, lines.currency).allocate(weights)]
+    money = Money(gross, lines.currency)
+    spread = money.allocate_monotone(weights) if monotone else money.allocate(weights)
+    parts = [m.amount for m in spread]
     shared: list[ChargeLine] = []
     for line, part in zip(lines.lines, parts, strict=True):
         net = part if line.gross == 0 else round_to_minor_unit(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ledger.domain.errors import RuleViolation
 from ledger.domain.journal import JournalEntry
+from ledger.domain.money import Money
 from ledger.domain.refund import (
     RefundablePart,
     plan_refund,
@@ -21,7 +22,7 @@ from ledger.domain.refund import (
     reversal,
     split_refund,
 )
-from ledger.domain.settlement import ChargeLines
+from ledger.domain.settlement import ChargeLine, ChargeLines
 from tests.unit.domain.test_settlement_plan import CENT, charge_lines
 
 PAYERS = ("partner", "discount", "voucher", "subscription", "driver", "wallet", "terminal",
@@ -110,3 +111,34 @@ def _plus(a: ChargeLines, b: ChargeLines) -> ChargeLines:
 
 def _by_rate(lines: ChargeLines) -> dict[object, tuple[Decimal, Decimal]]:
     return {line.vat_rate: (line.net, line.vat) for line in lines.lines if line.net or line.vat}
+
+
+def test_a_cent_refunded_after_seven_gets_lines_worth_a_cent() -> None:
+    # Found by the property above: with largest remainders, the lines at 0.08 less those at
+    # 0.07 were +0.01, +0.01 and -0.01 over the three rates (the Alabama paradox), and the
+    # refund's lines came to 0.02 for a refund of 0.01.
+    lines = ChargeLines("EUR", (
+        ChargeLine(None, Decimal("0.04"), Decimal("0")),
+        ChargeLine(Decimal("0"), Decimal("0.16"), Decimal("0.00")),
+        ChargeLine(Decimal("7"), Decimal("0.01"), Decimal("0.00")),
+    ))
+    parts = (RefundablePart("partner", "partner-1", Decimal("0.21"), Decimal("0.07")),)
+    (share,) = plan_refund(lines, parts, Decimal("0.01"))
+    assert share.amount == share.lines.gross == Decimal("0.01")
+    assert all(line.net >= 0 and line.vat >= 0 for line in share.lines.lines)
+
+
+@settings(max_examples=300)
+@given(weights=st.lists(st.integers(0, 10_000), min_size=1, max_size=6),
+       amounts=st.lists(st.integers(0, 100_000), min_size=2, max_size=2))
+def test_the_monotone_split_never_gives_a_share_less_for_a_larger_amount(
+    weights: list[int], amounts: list[int],
+) -> None:
+    if not any(weights):
+        return
+    smaller, larger = sorted(Money(Decimal(a) * CENT, "EUR") for a in amounts)
+    low = smaller.allocate_monotone([Decimal(w) for w in weights])
+    high = larger.allocate_monotone([Decimal(w) for w in weights])
+    assert sum(m.amount for m in low) == smaller.amount
+    assert sum(m.amount for m in high) == larger.amount
+    assert all(a.amount <= b.amount for a, b in zip(low, high, strict=True))
