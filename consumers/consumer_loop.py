@@ -20,8 +20,8 @@ The commit protocol, per poll (the numbers appear in the code):
      provenance instead of stopping the partition;
   3. add them to the event-time merge of the partitions (`EventTimeMerge`), which releases
      what can be applied now, smallest `occurred_at` first, each partition in its order;
-  4. apply each run of one partition's released records with their positions in ONE
-     transaction (`Ledger.apply_batch`; offsets asserted to grow);
+  4. apply everything released, several partitions interleaved, with every partition's
+     position, in ONE transaction (`Ledger.apply_batch`; offsets asserted to grow);
   5. only then commit the offsets to Kafka (advisory: a failed commit is logged and ignored).
 A crash anywhere before 4 commits writes nothing; after it, the seek in step 0 and the
 position check in `apply_batch` skip what was applied. Buffered records not applied yet are
@@ -326,12 +326,12 @@ class ConsumerLoop:
         released = self._merge.release(states)
         self._log_waiting(states)
         applied_up_to: dict[Any, int] = {}
-        # 4. Each run of one partition with its positions in one transaction.
-        for partition, run in itertools.groupby(released, key=lambda item: item[0]):
-            items = [inbound for _p, inbound in run]
-            result = self._apply_partition(partition, items)
-            outcome.batches.append((source_name(partition.topic, partition.partition), result))
-            applied_up_to[partition] = items[-1].position
+        # 4. Everything released, with every partition's position, in one transaction (the
+        # merge interleaves partitions: a transaction per run of one partition was ~3,700
+        # transactions for a day of 5,500 records).
+        if released:
+            result, applied_up_to = self._apply_released(released)
+            outcome.batches.extend(result.by_source.items())
         self._bound_buffers(waiting)
         outcome.buffered = sum(self._merge.buffered(p) for p in self._merge.partitions())
         # 5. Only now tell Kafka (advisory).
@@ -427,30 +427,44 @@ class ConsumerLoop:
             except IllegalStateError:
                 self._full.discard(partition)  # revoked meanwhile
 
-    def _apply_partition(self, partition: Any, items: Sequence[Inbound]) -> BatchResult:
+    def _apply_released(
+        self, released: Sequence[tuple[Any, Inbound]]
+    ) -> tuple[BatchResult, dict[Any, int]]:
+        """Apply what the merge released in one transaction; returns the result and each
+        partition's last offset applied."""
         started = time.perf_counter()
-        previous = self._last_offset.get(partition)
-        assert previous is None or items[0].position > previous, (
-            f"{partition}: offset {items[0].position} after {previous}: positions must grow"
-        )
-        result = self._ledger.apply_batch(items)
-        self._last_offset[partition] = items[-1].position
+        spans: dict[Any, tuple[int, int, int]] = {}  # partition: first, last offset, records
+        for partition, item in released:
+            previous = spans[partition][1] if partition in spans else self._last_offset.get(
+                partition)
+            assert previous is None or item.position > previous, (
+                f"{partition}: offset {item.position} after {previous}: positions must grow"
+            )
+            first, _last, records = spans.get(partition, (item.position, item.position, 0))
+            spans[partition] = (first, item.position, records + 1)
+        result = self._ledger.apply_batch([item for _partition, item in released])
+        last = {partition: span[1] for partition, span in spans.items()}
+        self._last_offset.update(last)
         seconds = time.perf_counter() - started
-        self._count(partition.topic, result, seconds)
+        for source, share in result.by_source.items():
+            parsed = parse_source(source)
+            self._count(parsed[0] if parsed else source, share)
+        self._metrics.batch_seconds.observe(seconds)
         log_event(
             self._log, "batch_applied",
-            source=source_name(partition.topic, partition.partition),
-            first_offset=items[0].position, last_offset=items[-1].position,
-            records=len(items), applied=result.applied, duplicates=result.duplicates,
+            sources={source_name(p.topic, p.partition): {
+                "first_offset": first, "last_offset": last_offset, "records": records}
+                for p, (first, last_offset, records) in spans.items()},
+            records=len(released), applied=result.applied, duplicates=result.duplicates,
             dead_lettered=result.dead_lettered, handler_failures=result.handler_failures,
             conflicts=result.conflicts, refused=result.refused, parked=result.parked,
             unparked=result.unparked, expired=result.expired,
             skipped=result.skipped_before_position, commands_issued=result.commands_issued,
             new_events=result.new_events, seconds=round(seconds, 4),
         )
-        return result
+        return result, last
 
-    def _count(self, topic: str, result: BatchResult, seconds: float) -> None:
+    def _count(self, topic: str, result: BatchResult) -> None:
         m = self._metrics
         m.applied.labels(topic).inc(result.applied)
         m.dead_lettered.labels(topic).inc(result.dead_lettered)
@@ -462,7 +476,6 @@ class ConsumerLoop:
         m.parked.labels(topic).inc(result.parked)
         m.unparked.labels(topic).inc(result.unparked)
         m.expired.labels(topic).inc(result.expired)
-        m.batch_seconds.observe(seconds)
 
     def _commit_advisory(self, applied_up_to: Mapping[Any, int]) -> None:
         if not applied_up_to:
