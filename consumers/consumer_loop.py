@@ -40,8 +40,8 @@ _parse_fetched_data`), and `position` moves only as records are handed to `poll`
 position == highwater means every record the broker had at the last answer was returned.
 `highwater` is None on a new assignment until the first answer: that counts as lag. An
 empty partition holds the others back for MERGE_FETCH_WAIT_MS at most (logged). A
-partition whose buffer reaches POLL_RECORDS_MAX is paused until the merge drains it, so
-memory stays bounded per partition.
+partition's buffer holds MERGE_BUFFER_RECORDS_MAX records at most: what a poll returns past
+that is read again later (the partition is sought back to it), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from consumers.kafka_limits import (
     KAFKA_UNAVAILABLE_DELAY_MS_MAX,
     KAFKA_UNAVAILABLE_DELAY_MS_MIN,
     KAFKA_UNAVAILABLE_POLLS_MAX,
+    MERGE_BUFFER_RECORDS_MAX,
     MERGE_FETCH_WAIT_MS,
     MERGE_WAIT_LOGGED_AFTER_MS,
     POLL_RECORDS_MAX,
@@ -221,6 +222,7 @@ class PollOutcome:
     dropped_waiting_for_seek: int = 0
     batches: list[tuple[str, BatchResult]] = field(default_factory=list)
     buffered: int = 0  # records held by the merge after this poll
+    deferred: int = 0  # records past a full buffer, left to be read again
 
 
 def merge_tie_break(settings: Settings) -> Callable[[Any], tuple[int, str, int]]:
@@ -254,8 +256,6 @@ class ConsumerLoop:
         self._merge: EventTimeMerge[Any, Inbound] = EventTimeMerge(
             merge_tie_break(settings), idle_ms=settings.merge_idle_ms,
             fetch_wait_ms=MERGE_FETCH_WAIT_MS)
-        # Partitions this loop paused because their buffer is full (the gate pauses others).
-        self._full: set[Any] = set()
         # The partition the merge waits for, since when, and whether that was logged.
         self._waiting: tuple[Any, float, bool] = (None, 0.0, False)
 
@@ -318,6 +318,17 @@ class ConsumerLoop:
                 # Assigned during this poll: fetched from Kafka's idea of the position.
                 outcome.dropped_waiting_for_seek += len(records)
                 continue
+            room = max(0, MERGE_BUFFER_RECORDS_MAX - self._merge.buffered(partition))
+            if len(records) > room:
+                # What does not fit is read again later: the partition is sought back to it
+                # (the client drops what it had fetched past that offset). Not paused:
+                # kafka-python 3.0.12 keeps a paused partition's parsed records aside and,
+                # once the fetcher's current slot is an emptied batch instead of None, never
+                # hands them back, nor fetches that partition again (measured: the merge then
+                # waited 30 s for each such partition, a day took minutes).
+                self._consumer.seek(partition, records[room].offset)
+                outcome.deferred += len(records) - room
+                records = records[:room]
             # 2. Decode; 3. into the merge, each with its event time (none: undecodable).
             items = [inbound_from_record(record, self._settings) for record in records]
             self._merge.add(partition, [
@@ -332,7 +343,6 @@ class ConsumerLoop:
         if released:
             result, applied_up_to = self._apply_released(released)
             outcome.batches.extend(result.by_source.items())
-        self._bound_buffers(waiting)
         outcome.buffered = sum(self._merge.buffered(p) for p in self._merge.partitions())
         # 5. Only now tell Kafka (advisory).
         self._commit_advisory(applied_up_to)
@@ -356,7 +366,6 @@ class ConsumerLoop:
             else:
                 # Whatever was buffered came from before this assignment: read it again.
                 self._merge.assign(partition)
-                self._full.discard(partition)
                 if stored is None:
                     self._last_offset.pop(partition, None)
                 else:
@@ -373,7 +382,6 @@ class ConsumerLoop:
         assigned = set(self._consumer.assignment())
         for partition in self._merge.partitions() - assigned:
             self._merge.revoke(partition)
-            self._full.discard(partition)
         for partition in assigned - self._merge.partitions():
             self._merge.assign(partition)
 
@@ -409,23 +417,7 @@ class ConsumerLoop:
                   source=source_name(partition.topic, partition.partition),
                   fetch=states.get(partition, Fetch.UNKNOWN).value,
                   waited_s=round(now - since, 1), gives_up_after_s=MERGE_FETCH_WAIT_MS / 1000,
-                  buffered=sum(self._merge.buffered(p) for p in self._merge.partitions()),
-                  paused_full=len(self._full))
-
-    def _bound_buffers(self, waiting: Mapping[Any, int]) -> None:
-        """Pause a partition whose buffer is full; resume it once the merge drained it."""
-        for partition in self._merge.partitions():
-            full = self._merge.buffered(partition) >= POLL_RECORDS_MAX
-            try:
-                if full and partition not in self._full:
-                    self._consumer.pause(partition)
-                    self._full.add(partition)
-                elif not full and partition in self._full:
-                    self._full.discard(partition)
-                    if partition not in waiting:  # the gate resumes it after its seek
-                        self._consumer.resume(partition)
-            except IllegalStateError:
-                self._full.discard(partition)  # revoked meanwhile
+                  buffered=sum(self._merge.buffered(p) for p in self._merge.partitions()))
 
     def _apply_released(
         self, released: Sequence[tuple[Any, Inbound]]

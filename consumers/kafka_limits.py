@@ -60,6 +60,9 @@ MERGE_WAIT_LOGGED_AFTER_MS = 5_000
 # for a late producer (default 0, Kafka Streams' max.task.idle.ms default). At most ten
 # minutes: the merge keeps polling meanwhile, so the group never sees the member as stuck.
 MERGE_IDLE_MS_MAX = 600_000
+# Records the merge holds per partition (one poll's worth): a partition ahead in event time
+# waits with this many while the others catch up; more is read again later.
+MERGE_BUFFER_RECORDS_MAX = 500
 
 # Idempotent producer: a record is retried until acknowledged by all in-sync replicas or this
 # long has passed since send(); Kafka requires it >= linger + request timeout.

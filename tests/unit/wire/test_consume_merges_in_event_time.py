@@ -1,6 +1,6 @@
 """`ledger consume`'s loop around the event-time merge (consumers/consumer_loop.py): what a
 poll brings waits while a partition with lag has nothing buffered, a partition whose buffer
-is full is paused and resumed once drained, and a revoked partition's buffer is dropped.
+is full leaves the rest to be read again, and a revoked partition's buffer is dropped.
 
 The broker's side is tests/faults/test_shuffled_topics.py (a real broker, a shuffled day);
 here a scripted consumer shows the loop's rules exactly (which fetch state, which pause).
@@ -19,7 +19,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.avro_codec import encode, headers_for, key_for
 from consumers.consumer_loop import ConsumerLoop
-from consumers.kafka_limits import POLL_RECORDS_MAX
+from consumers.kafka_limits import MERGE_BUFFER_RECORDS_MAX
 from consumers.observability import Metrics
 from consumers.settings import settings_from
 from ledger.application import Ledger
@@ -119,9 +119,14 @@ def applied(outcome: Any) -> list[str]:
     return [source for source, _result in outcome.batches]
 
 
-def test_a_full_buffer_is_paused_while_a_lagging_partition_blocks_then_drained() -> None:
+def handled(outcome: Any) -> int:
+    return sum(r.applied + r.dead_lettered + r.parked + r.refused for _s, r in outcome.batches)
+
+
+def test_a_full_buffer_leaves_the_rest_to_be_read_again_while_a_lagging_partition_blocks(
+) -> None:
     ticks = [record(CLOCK, n, "ClockTicked", T0 + timedelta(minutes=n + 1))
-             for n in range(POLL_RECORDS_MAX + 20)]
+             for n in range(MERGE_BUFFER_RECORDS_MAX + 20)]
     top_up = record(WALLETS, 0, "WalletTopUpRequested", T0)
     consumer = ScriptedConsumer({CLOCK: ticks, WALLETS: [top_up]})
     consumer.late.add(WALLETS)
@@ -129,17 +134,21 @@ def test_a_full_buffer_is_paused_while_a_lagging_partition_blocks_then_drained()
     consumer.assign(CLOCK, WALLETS)
     outcome = loop.poll_once()
     assert outcome.batches == [], "nothing applied while the wallets lag with nothing buffered"
-    assert consumer.pauses.count(CLOCK) == 2, "the gate's pause, then the full buffer's"
-    assert CLOCK in consumer.paused and outcome.buffered == POLL_RECORDS_MAX
-    assert loop.poll_once().batches == [], "still waiting for the wallets' fetch"
+    assert outcome.buffered == MERGE_BUFFER_RECORDS_MAX
+    outcome = loop.poll_once()
+    assert outcome.batches == [], "still waiting for the wallets' fetch"
+    # Not paused (kafka-python 3.0.12 may never hand a paused partition's records back):
+    # what does not fit is sought back to, and read again once there is room.
+    assert outcome.deferred == 20 and consumer.positions[CLOCK] == MERGE_BUFFER_RECORDS_MAX
+    assert consumer.pauses.count(CLOCK) == 1, "the gate's pause only"
     consumer.late.discard(WALLETS)
     outcome = loop.poll_once()
     sources = applied(outcome)
-    assert sources[0] == f"kafka:{WALLETS.topic}:0", "the earlier top-up goes first"
-    assert sources[1:] == [f"kafka:{CLOCK.topic}:0"], "then the clock's run, whole"
-    assert CLOCK not in consumer.paused, "drained: resumed"
+    assert sources == [f"kafka:{WALLETS.topic}:0", f"kafka:{CLOCK.topic}:0"], (
+        "the earlier top-up first, then the clock's buffer, in one transaction")
+    assert handled(outcome) == 1 + MERGE_BUFFER_RECORDS_MAX
     outcome = loop.poll_once()
-    assert [r.applied + r.dead_lettered + r.parked for _s, r in outcome.batches] == [20]
+    assert handled(outcome) == 20, "the rest, read again"
 
 
 def test_a_revoked_partition_loses_its_buffer_and_blocks_nothing() -> None:
