@@ -117,19 +117,11 @@ class Money:
         left over go to the largest remainders (ties to the earliest), so 0.05 split 30/70
         gives 0.02 + 0.03.
         """
-        if not weights or any(w < 0 for w in weights) or sum(weights) == 0:
-            raise InvalidAmount("allocate needs non-negative weights with a positive sum")
-        unit = minor_unit(self.currency)
-        rounded = round_to_minor_unit(self.amount, self.currency)
-        total_units = int((rounded / unit).to_integral_value())
-        weight_sum = sum(weights)
-        exact = [Decimal(total_units) * w / weight_sum for w in weights]
-        floors = [int(e.to_integral_value(rounding="ROUND_FLOOR")) for e in exact]
-        left = total_units - sum(floors)
+        total_units, exact, floors = self._quotas(weights)
         order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - floors[i]), i))
-        for i in order[:left]:
+        for i in order[:total_units - sum(floors)]:
             floors[i] += 1
-        return [Money(Decimal(n) * unit, self.currency) for n in floors]
+        return self._of_units(floors)
 
     def allocate_monotone(self, weights: list[Decimal]) -> list[Money]:
         """Split like `allocate`, but by highest averages (Jefferson/D'Hondt): each minor unit
@@ -139,18 +131,27 @@ class Money:
         (the Alabama paradox), so the difference of two of its splits, of an amount and of a
         larger one, may be negative in one share: a refund's lines, the session's lines at the
         new refunded total less those at the old one, then did not add up to the refund."""
-        if not weights or any(w < 0 for w in weights) or sum(weights) == 0:
-            raise InvalidAmount("allocate needs non-negative weights with a positive sum")
-        unit = minor_unit(self.currency)
-        rounded = round_to_minor_unit(self.amount, self.currency)
-        total_units = int((rounded / unit).to_integral_value())
-        weight_sum = sum(weights)
         # Every highest-averages split of this total gives each share at least its floor
         # (lower quota), so only the few units left are placed one by one.
-        units = [int((Decimal(total_units) * w / weight_sum).to_integral_value(
-            rounding="ROUND_FLOOR")) for w in weights]
-        exact = [Fraction(w) for w in weights]
+        total_units, _exact, units = self._quotas(weights)
+        averaged = [Fraction(w) for w in weights]
         for _unit in range(total_units - sum(units)):
-            best = max(range(len(weights)), key=lambda i: (exact[i] / (units[i] + 1), -i))
+            best = max(range(len(weights)), key=lambda i: (averaged[i] / (units[i] + 1), -i))
             units[best] += 1
+        return self._of_units(units)
+
+    def _quotas(self, weights: list[Decimal]) -> tuple[int, list[Decimal], list[int]]:
+        """The rounded amount in minor units, each weight's exact share of them, and its
+        floor."""
+        if not weights or any(w < 0 for w in weights) or sum(weights) == 0:
+            raise InvalidAmount("allocate needs non-negative weights with a positive sum")
+        rounded = round_to_minor_unit(self.amount, self.currency)
+        total_units = int((rounded / minor_unit(self.currency)).to_integral_value())
+        weight_sum = sum(weights)
+        exact = [Decimal(total_units) * w / weight_sum for w in weights]
+        return total_units, exact, [int(e.to_integral_value(rounding="ROUND_FLOOR"))
+                                    for e in exact]
+
+    def _of_units(self, units: list[int]) -> list[Money]:
+        unit = minor_unit(self.currency)
         return [Money(Decimal(n) * unit, self.currency) for n in units]
