@@ -6,11 +6,14 @@ Every persistence option that matters is set here explicitly, never left to a de
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
@@ -22,7 +25,13 @@ from psycopg.sql import SQL, Identifier
 from consumers.chained_store import ChainedPostgresProcessRecorder, ChainedSQLiteProcessRecorder
 from consumers.cli import CliError
 from consumers.processed_index import marker_digest, processed_table_name
+from consumers.reconnect import DATABASE_UNAVAILABLE, wait_for_database
+from consumers.signals import interruptible
 from ledger.application import Ledger
+from ledger.limits import LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
+from projections.database import postgres_conninfo
+
+T = TypeVar("T")
 
 DEFAULT_STORE_URL = "sqlite:///./evledger.db"
 STORE_ENV_VAR = "LEDGER_STORE"
@@ -253,6 +262,28 @@ def open_store(
         return open_ledger(store_url, create=create, connect_timeout_s=connect_timeout_s)
     except PersistenceError as exc:
         raise CliError(f"cannot open store {redacted_url(store_url)}: {exc}") from exc
+
+
+def open_when_database_available(
+    open_: Callable[[], T], store_url: str, stop: threading.Event, log: logging.Logger
+) -> T:
+    """`open_()` for a long-running process: while the database is unavailable (a server
+    not started yet, restarting, out of connections) wait as it would mid-run, logging each
+    attempt (consumers/reconnect.py), then open again; a stop request ends the wait at once
+    (StopRequested). Any other store error is a CliError. `open_` closes what it opened
+    when it fails."""
+    env = ledger_env(store_url, connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)
+    conninfo = (postgres_conninfo(dict(env))
+                if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres" else None)
+    while True:
+        try:
+            with interruptible(stop):
+                return open_()
+        except DATABASE_UNAVAILABLE as exc:
+            with interruptible(stop):
+                wait_for_database(conninfo, exc, stop, log)
+        except PersistenceError as exc:
+            raise CliError(f"cannot open store {redacted_url(store_url)}: {exc}") from exc
 
 
 def redacted_url(url: str) -> str:

@@ -19,7 +19,7 @@ from consumers.observability import Metrics, configure_logging, get_logger, log_
 from consumers.reconnect import DatabaseUnusable, recorder_without_library_retries
 from consumers.settings import Settings, add_arguments, settings_from
 from consumers.signals import StopRequested, interruptible, stop_on_signals
-from consumers.store import open_store, redacted_url
+from consumers.store import open_ledger, open_when_database_available, redacted_url
 from ledger.limits import LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
 
 
@@ -50,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, stop: threading.Event, log: logging.Logger) -> None:
-    with interruptible(stop):
-        ledger = open_store(settings.store_url,
-                            connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)
+    # A database not up yet (or restarting) is waited for, each attempt logged, as mid-run.
+    ledger = open_when_database_available(
+        lambda: open_ledger(settings.store_url,
+                            connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S),
+        settings.store_url, stop, log)
     # The loop reconnects and logs each attempt (ConsumerLoop.run): the library's own ten
     # silent retries, each waiting for the pool, kept it mute while the server was stopped.
     recorder_without_library_retries(ledger.recorder)

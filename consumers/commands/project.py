@@ -22,6 +22,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from contextlib import closing
@@ -36,10 +37,16 @@ from consumers.observability import (
     get_logger,
     log_event,
 )
-from consumers.reconnect import recorder_without_library_retries
+from consumers.reconnect import DatabaseUnusable, recorder_without_library_retries
 from consumers.settings import METRICS_PORT_ENV_VAR, PORT_MAX
-from consumers.signals import stop_on_signals
-from consumers.store import open_store, redacted_url, store_url_from
+from consumers.signals import StopRequested, stop_on_signals
+from consumers.store import (
+    open_ledger,
+    open_store,
+    open_when_database_available,
+    redacted_url,
+    store_url_from,
+)
 from ledger.application import Ledger
 from ledger.limits import LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
 from projections.database import ReadModelDatabase, open_read_model
@@ -138,9 +145,28 @@ def run_until_stopped(args: argparse.Namespace, metrics_port: int) -> int:
     metrics = Metrics()
     projection = ProjectionMetrics(metrics.registry)
     # Signals first: a SIGTERM while the store is still being reached is a clean stop too.
-    with stop_on_signals() as stop, closing(open_store(
-            store_url, connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)) as ledger, \
-            closing(open_read_model(ledger)) as db:
+    with stop_on_signals() as stop:
+        try:
+            # A database not up yet (or restarting) is waited for, each attempt logged.
+            ledger = open_when_database_available(
+                lambda: open_ledger(store_url,
+                                    connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S),
+                store_url, stop, log)
+        except StopRequested:
+            log_event(log, "stopped", events=0, seconds=0, position=None,
+                      summary="stopped before the store was reached")
+            return 0
+        except DatabaseUnusable as exc:
+            raise CliError(f"cannot use store {redacted_url(store_url)}: {exc}") from exc
+        return _project_until_stopped(ledger, store_url, stop, log, metrics, projection,
+                                      metrics_port)
+
+
+def _project_until_stopped(
+    ledger: Ledger, store_url: str, stop: threading.Event, log: logging.Logger,
+    metrics: Metrics, projection: ProjectionMetrics, metrics_port: int,
+) -> int:
+    with closing(ledger), closing(open_read_model(ledger)) as db:
         # The loop reconnects and logs each attempt (run_forever): the library's own ten
         # silent retries, each waiting for the pool, kept it mute for over a minute while
         # the server was stopped (tests/integration/test_postgres_stopped.py).

@@ -16,20 +16,19 @@ import logging
 import threading
 from typing import Any
 
-from eventsourcing.persistence import InfrastructureFactory, PersistenceError, TrackingRecorder
+from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
 
 from consumers import kafka_clients
 from consumers.cli import CliError
 from consumers.kafka_limits import RELAY_FLUSH_TIMEOUT_MS
 from consumers.observability import Metrics, configure_logging, get_logger, log_event
-from consumers.reconnect import DATABASE_UNAVAILABLE, DatabaseUnusable, wait_for_database
+from consumers.reconnect import DatabaseUnusable
 from consumers.relay import Relay, RelayError, open_relay_tracking
 from consumers.settings import Settings, add_arguments, settings_from
 from consumers.signals import StopRequested, interruptible, stop_on_signals
-from consumers.store import ledger_env, open_ledger, redacted_url
+from consumers.store import open_ledger, open_when_database_available, redacted_url
 from ledger.application import Ledger
 from ledger.limits import LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
-from projections.database import postgres_conninfo
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,27 +88,16 @@ def _open_store(
     settings: Settings, stop: threading.Event, log: logging.Logger
 ) -> tuple[Ledger, InfrastructureFactory[Any], TrackingRecorder]:
     """The ledger and the relay's tracking table, waiting for the database if it is down."""
-    env = ledger_env(settings.store_url, connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)
-    conninfo = (postgres_conninfo(dict(env))
-                if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres" else None)
-    while True:
-        ledger: Ledger | None = None
+
+    def open_both() -> tuple[Ledger, InfrastructureFactory[Any], TrackingRecorder]:
+        ledger = open_ledger(settings.store_url,
+                             connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)
         try:
-            with interruptible(stop):
-                ledger = open_ledger(
-                    settings.store_url, connect_timeout_s=LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
-                )
-                factory, tracking = open_relay_tracking(
-                    settings.store_url, LONG_RUNNING_STORE_CONNECT_TIMEOUT_S
-                )
-            return ledger, factory, tracking
-        except DATABASE_UNAVAILABLE as exc:
-            if ledger is not None:
-                ledger.close()
-            with interruptible(stop):
-                wait_for_database(conninfo, exc, stop, log)
-        except PersistenceError as exc:
-            if ledger is not None:
-                ledger.close()
-            raise CliError(f"cannot open store {redacted_url(settings.store_url)} or the"
-                           f" relay's tracking table: {exc}") from exc
+            factory, tracking = open_relay_tracking(settings.store_url,
+                                                    LONG_RUNNING_STORE_CONNECT_TIMEOUT_S)
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger, factory, tracking
+
+    return open_when_database_available(open_both, settings.store_url, stop, log)

@@ -181,3 +181,56 @@ def test_consume_logs_each_attempt_while_the_server_is_stopped_and_applies_what_
         consume.send_signal(signal.SIGTERM)
         assert consume.wait(PROCESS_DEADLINE_S) == 0, log_path.read_text()[-2000:]
         assert logged(log_path)[-1]["event"] == "stopped"
+
+
+def test_project_relay_and_consume_started_while_the_server_is_stopped_wait_for_it(
+    server: PostgresServer, kafka_bootstrap_servers: str, tmp_path: Path,
+) -> None:
+    """Started before their database (a host's boot order, a server restarting): each logs
+    its attempts, starts once the server is back and does its work; none exits (`consume`
+    exited 1 at once, `project` too)."""
+    store = server.url
+    prefix = f"pgstart-{uuid.uuid4().hex[:8]}-"
+    settings = settings_from(argparse.Namespace(
+        bootstrap_servers=kafka_bootstrap_servers, topic_prefix=prefix, store=store,
+        group_id=f"{prefix}ledger"), environ={})
+    with closing(kafka_clients.admin(settings)) as admin:
+        create_topics(admin, settings.all_topics(), partitions=1, replication_factor=1)
+    create_store(store)
+    config = day_messages(1, tenants=("t1",))
+    config = [m for m in config if topic_of(m) == topic_of(config[0])]  # one partition
+    kafka = ["--bootstrap-servers", kafka_bootstrap_servers, "--topic-prefix", prefix]
+    argv = {"project": ["--store", store], "relay": ["--store", store, *kafka],
+            "consume": ["--store", store, *kafka, "--group-id", settings.group_id]}
+    logs = {kind: tmp_path / f"{kind}.log" for kind in argv}
+    server.stop("fast")
+    with running("project", argv["project"], logs["project"]) as project, \
+            running("relay", argv["relay"], logs["relay"]) as relay, \
+            running("consume", argv["consume"], logs["consume"]) as consume:
+        processes = {"project": project, "relay": relay, "consume": consume}
+        for kind, path in logs.items():
+            wait_until(lines_logged(path, "database_unavailable", ATTEMPTS_LOGGED),
+                       ATTEMPTS_DEADLINE_S, f"ledger {kind}: {ATTEMPTS_LOGGED} failed attempts"
+                       f" logged before the server started (log {path})")
+            assert processes[kind].poll() is None, path.read_text()[-2000:]
+        server.start()
+        for kind, path in logs.items():
+            wait_until(lines_logged(path, "started", 1), PROCESS_DEADLINE_S,
+                       f"ledger {kind} started once the server was up (log {path})")
+            assert events_named(path, "database_reconnected"), path.read_text()[-2000:]
+
+        last = _publish(settings, config)
+        with closing(open_ledger(store)) as reader:
+            def applied() -> bool:
+                return all((reader.position(s) or -1) >= offset for s, offset in last.items())
+
+            wait_until(applied, PROCESS_DEADLINE_S, f"records applied (log {logs['consume']})")
+            newest = reader.recorder.max_notification_id() or 0
+            assert (wait_for_position(reader, newest, PROCESS_DEADLINE_S) or 0) >= newest
+        assert untouched_messages(store, config) == []
+
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for kind, process in processes.items():
+            assert process.wait(PROCESS_DEADLINE_S) == 0, logs[kind].read_text()[-2000:]
+            assert logged(logs[kind])[-1]["event"] == "stopped"
