@@ -1,6 +1,7 @@
 """The outbox relay: publishes what the ledger recorded for the outside world, in order.
 
-The ledger records each outbound command (`OutboundCommand.Issued`) and each dead letter
+The ledger records each outbound command (`OutboundCommand.Issued`, or a running cost update
+carried by its meter reading's event: ledger/domain/outbox.py) and each dead letter
 (`DeadLetter.Recorded`) in the same transaction as the change that caused it. The relay reads
 those notifications from the ledger's log after its own stored position and publishes them:
 commands to their topic (Avro, `type` header, keyed by the command's key so one payment's
@@ -11,10 +12,12 @@ The relay's position is a tracking row of its own (`relay_tracking` on PostgreSQ
 shared `tracking` table on SQLite), never the ledger's.
 
 The commit protocol, per page (the numbers appear in the code):
-  1. read at most RELAY_BATCH_COMMANDS_MAX notifications after the stored position;
+  1. read at most RELAY_BATCH_COMMANDS_MAX notifications after the stored position (a
+     reading that carries no command is passed over);
   2. send them all with the idempotent producer, in notification order, and flush: every
      record acknowledged by all in-sync replicas, or the page fails and nothing is stored;
-  3. only then store the page's last notification id as the position (asserted to grow).
+  3. only then store the page's last notification id as the position (asserted to grow;
+     also for a page of readings that carried nothing, so they are not read again).
 A crash between 2 and 3 re-sends the page after restart under the SAME ids (the command id
 is the message's `event_id`; a dead letter's id derives from its source position and bytes):
 at least once, with stable ids that the PSP, the CSMS and dead-letter readers deduplicate.
@@ -61,7 +64,7 @@ from consumers.signals import interruptible
 from consumers.store import STORE_CONNECT_TIMEOUT_S, ledger_env
 from ledger.application import Ledger
 from ledger.domain.inbox import DeadLetter
-from ledger.domain.outbox import OutboundCommand
+from ledger.domain.outbox import COMMAND_EVENT_TOPICS, RecordedCommand, command_recorded_by
 from ledger.messages import MESSAGE_TYPES
 from projections.database import ledger_conninfo
 from projections.new_events import new_events_signal
@@ -73,11 +76,9 @@ RELAY_RECORDER_NAME = "relay"
 # `producer` of every dead letter: the process that decided the message is dead.
 DEAD_LETTER_PRODUCER = "evledger-ledger"
 
-_ISSUED: type[Any] = vars(OutboundCommand)["Issued"]
 _RECORDED: type[Any] = vars(DeadLetter)["Recorded"]
-ISSUED_TOPIC = get_topic(_ISSUED)
 DEAD_LETTER_RECORDED_TOPIC = get_topic(_RECORDED)
-RELAYED_TOPICS = (ISSUED_TOPIC, DEAD_LETTER_RECORDED_TOPIC)
+RELAYED_TOPICS = (*COMMAND_EVENT_TOPICS, DEAD_LETTER_RECORDED_TOPIC)
 
 
 def _interruptible_by(stop: threading.Event | None) -> AbstractContextManager[None]:
@@ -86,6 +87,14 @@ def _interruptible_by(stop: threading.Event | None) -> AbstractContextManager[No
 
 class RelayError(Exception):
     """A page could not be published; its position was not stored, so it will be re-sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What one read of the log found: the records to publish, and the position after it."""
+
+    last_notification_id: int
+    records: list[Outgoing]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,43 +150,53 @@ class Relay:
         with new_events_signal(self._ledger, stop) as wait_for_new_events:
             while not stop.is_set():
                 try:
-                    published = self.run_once(stop)
+                    page = self.publish_next_page(stop)
                 except DATABASE_UNAVAILABLE as exc:
                     with interruptible(stop):
                         wait_for_database(conninfo, exc, stop, self._log)
                     continue
-                if published == 0:
+                if page is None:
                     with interruptible(stop):
                         wait_for_new_events(RELAY_IDLE_POLL_MS / 1_000)
 
     def run_once(self, stop: threading.Event | None = None) -> int:
-        """Publish one page; the number of records published. With `stop`, a stop signal
+        """Publish one page; the number of records published."""
+        page = self.publish_next_page(stop)
+        return 0 if page is None else len(page.records)
+
+    def publish_next_page(self, stop: threading.Event | None = None) -> Page | None:
+        """Publish one page (None: the log held nothing more). With `stop`, a stop signal
         ends steps 1 and 3 at once (StopRequested), never step 2."""
         started = time.perf_counter()
         with _interruptible_by(stop):
             position = self.position()
             # 1. The next page of the outbox, after our own position.
             page = self.read_page(position)
-        if not page:
-            return 0
+        if page is None:
+            return None
         # 2. Send in order and flush: all acknowledged, or RelayError and nothing stored.
-        self.publish(page)
+        if page.records:
+            self.publish(page.records)
         # 3. Only then move our position.
         with _interruptible_by(stop):
-            self.store_position(position, page)
+            self.store_position(position, page.last_notification_id)
         log_event(
             self._log, "page_published", from_position=position,
-            to_position=page[-1].notification_id, records=len(page),
+            to_position=page.last_notification_id, records=len(page.records),
             seconds=round(time.perf_counter() - started, 4),
         )
-        return len(page)
+        return page
 
-    def read_page(self, position: int) -> list[Outgoing]:
+    def read_page(self, position: int) -> Page | None:
+        """The next page after `position`; None when the log holds nothing more to read."""
         notifications = self._select_notifications(
             start=position, limit=RELAY_BATCH_COMMANDS_MAX, topics=RELAYED_TOPICS,
             inclusive_of_start=False,
         )
-        return [self._outgoing(n) for n in notifications]
+        if not notifications:
+            return None
+        records = [o for o in map(self._outgoing, notifications) if o is not None]
+        return Page(notifications[-1].id, records)
 
     def publish(self, page: Sequence[Outgoing]) -> None:
         futures = [
@@ -198,34 +217,34 @@ class Relay:
         for o in page:
             self._metrics.relay_published.labels(o.topic).inc()
 
-    def store_position(self, previous: int, page: Sequence[Outgoing]) -> None:
-        new_position = page[-1].notification_id
+    def store_position(self, previous: int, new_position: int) -> None:
         assert new_position > previous, f"relay position must grow: {previous} -> {new_position}"
         # Raises IntegrityError if another relay stored this position or a later one first.
         self._insert_tracking(Tracking(RELAY_TRACKING_NAME, new_position))
         self._metrics.relay_position.set(new_position)
 
     # ------------------------------------------------------------------ records
-    def _outgoing(self, notification: Any) -> Outgoing:
+    def _outgoing(self, notification: Any) -> Outgoing | None:
+        """The record a notification asks to publish; None for a reading without a command."""
         event: Any = self._ledger.mapper.to_domain_event(notification)
-        if isinstance(event, _ISSUED):
-            return self._command(notification.id, event)
-        assert isinstance(event, _RECORDED), f"relay reads only {RELAYED_TOPICS}"
-        return self._dead_letter(notification.id, event)
+        if isinstance(event, _RECORDED):
+            return self._dead_letter(notification.id, event)
+        command = command_recorded_by(event)
+        return None if command is None else self._command(notification.id, command)
 
-    def _command(self, notification_id: int, event: Any) -> Outgoing:
-        model = MESSAGE_TYPES[event.type_name]
-        message = model.model_validate(event.payload)
-        assert message.event_id == event.command_id, "a command is published under its own id"
+    def _command(self, notification_id: int, command: RecordedCommand) -> Outgoing:
+        model = MESSAGE_TYPES[command.type_name]
+        message = model.model_validate(command.payload)
+        assert message.event_id == command.command_id, "a command is published under its id"
         return Outgoing(
             notification_id=notification_id,
             # By its type: the outbox names who a command is for (older entries named the
             # topic), the Kafka side knows which topic carries it.
             topic=self._settings.topic(topic_of(model)),
-            key=event.key.encode("utf-8"),
+            key=command.key.encode("utf-8"),
             value=encode(message),
             headers=headers_for(message),
-            message_id=event.command_id,
+            message_id=command.command_id,
         )
 
     def _dead_letter(self, notification_id: int, event: Any) -> Outgoing:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -54,7 +54,12 @@ from ledger.domain.inbox import (
     processed_key,
 )
 from ledger.domain.invoice import InvoiceSeries
-from ledger.domain.outbox import OutboundCommand
+from ledger.domain.outbox import (
+    COMMAND_EVENT_TOPICS,
+    OutboundCommand,
+    RecordedCommand,
+    command_recorded_by,
+)
 from ledger.domain.parking import ParkingLot
 from ledger.domain.schedule import Schedule
 from ledger.domain.text import printable, storable
@@ -85,6 +90,7 @@ WRITTEN_ONCE = (OutboundCommand, DeadLetter, Refusal)
 OTHER_TRACKINGS = "other_trackings"
 RECORDS_SEVERAL_SOURCES = "records_several_sources"
 PROCESSED_SCAN_PAGE = 1_000
+COMMANDS_SCAN_PAGE = 1_000
 
 
 class Ledger(EventSourcedProjection[UUID]):
@@ -154,6 +160,24 @@ class Ledger(EventSourcedProjection[UUID]):
             if last:
                 versions[aggregate_id] = last[0].originator_version
         return versions
+
+    def recorded_commands(
+        self, after: int = 0, up_to: int | None = None
+    ) -> Iterator[tuple[int, RecordedCommand]]:
+        """Every outbound command the log records after notification `after` (up to `up_to`),
+        with its notification id, in log order (ledger/domain/outbox.py)."""
+        start = after + 1
+        while up_to is None or start <= up_to:
+            page = self.recorder.select_notifications(
+                start=start, limit=COMMANDS_SCAN_PAGE, stop=up_to,
+                topics=list(COMMAND_EVENT_TOPICS))
+            for notification in page:
+                command = command_recorded_by(self.mapper.to_domain_event(notification))
+                if command is not None:
+                    yield notification.id, command
+            if len(page) < COMMANDS_SCAN_PAGE:
+                return
+            start = page[-1].id + 1
 
     # ------------------------------------------------------------------ ingestion
     def position(self, source: str) -> int | None:

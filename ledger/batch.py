@@ -195,8 +195,13 @@ class Batch:
                 subject=subject,
             )
         )
+        self.count_issued(command.tenant_id, command.event_id)
+
+    def count_issued(self, tenant_id: str, command_id: str) -> None:
+        """Count a command as issued by this message: by `issue`, or carried by an event of
+        the aggregate that caused it (ledger/domain/outbox.py)."""
         self.commands_issued += 1
-        self.issued_commands.append((command.tenant_id, command.event_id))
+        self.issued_commands.append((tenant_id, command_id))
 
     # ------------------------------------------------------------------ event ids
     def look_up_processed(self, keys: Iterable[UUID]) -> None:

@@ -77,18 +77,32 @@ def _decimal_from_wire(value: object) -> object:
     return value
 
 
+# `producer` of every command the ledger sends.
+COMMAND_PRODUCER = "evledger"
+
+
+def instant_text(value: datetime) -> str:
+    """An instant as messages carry it in JSON (UTC as "Z")."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal as messages carry it in JSON: fixed-point text, never exponent form ("1000",
+    not "1E+3")."""
+    return format(value, "f")
+
+
 # Field types shared by every message.
 Instant = Annotated[
     datetime,
     AfterValidator(_aware),
-    PlainSerializer(lambda v: v.isoformat().replace("+00:00", "Z"), return_type=str),
+    PlainSerializer(instant_text, return_type=str),
 ]
 Dec = Annotated[
     Decimal,
     BeforeValidator(_decimal_from_wire),
     AfterValidator(_bounded),
-    # Fixed-point text, never exponent form ("1000", not "1E+3").
-    PlainSerializer(lambda v: format(v, "f"), return_type=str),
+    PlainSerializer(decimal_text, return_type=str),
 ]
 NonNegDec = Annotated[Dec, Field(ge=0)]
 # Money in major units: bounded for every currency (see AMOUNT_MAJOR_MAX).

@@ -18,7 +18,6 @@ from eventsourcing.utils import get_topic
 from ledger.application import BatchResult, Inbound, Ledger
 from ledger.domain.inbox import DeadLetter, ProcessedBatch, Refusal
 from ledger.domain.journal import JournalEntry
-from ledger.domain.outbox import OutboundCommand
 from ledger.domain.session import ChargingSession
 from ledger.messages import (
     ClockTicked,
@@ -178,7 +177,7 @@ class LedgerDriver:
         return [self.ledger.mapper.to_domain_event(n) for n in notifications]
 
     def commands(self) -> list[dict[str, Any]]:
-        return [e.payload | {"_type": e.type_name} for e in self._all(OutboundCommand.Issued)]
+        return [c.payload | {"_type": c.type_name} for _, c in self.ledger.recorded_commands()]
 
     def new_commands(self) -> list[dict[str, Any]]:
         found = self.commands()

@@ -12,7 +12,7 @@
 The PSP's answers are the only events that depend on the ledger: a PaymentCommand exists
 only once the ledger has decided to send it. So the simulation runs the real `Ledger` in
 memory (eventsourcing's POPO store) and applies every event as it is published; after each
-one it reads the OutboundCommand.Issued events that event caused and
+one it reads the outbound commands that event caused (`Ledger.recorded_commands`) and
 - answers each PaymentCommand with the PSP policy (`psp.py`): the PaymentResult, addressed
   by the command's id, is published a few seconds of event time later, and may itself cause
   new commands (a failed charge schedules a retry; a hold's capture follows its session);
@@ -39,9 +39,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-from eventsourcing.utils import get_topic
 
 from consumers.avro_codec import key_for
 from consumers.event_file import event_line_for
@@ -77,7 +74,6 @@ from consumers.simulation.vouchers import (
     redemption_requested,
 )
 from ledger.application import Inbound, Ledger
-from ledger.domain.outbox import OutboundCommand
 from ledger.domain.payment import Charge
 from ledger.domain.session import ChargingSession
 from ledger.messages import (
@@ -101,8 +97,6 @@ TICKS_AFTER_LAST_SESSION = timedelta(days=8)
 SESSIONS_MAX = 100_000
 SOURCE = "simulate"
 DECLINE_RATE_DEFAULT = 0.02
-# Outbound commands read per page after one event; one event causes a handful.
-COMMANDS_PAGE_MAX = 1_000
 # Events the simulation may publish per session planned (config, ticks and answers
 # included, generously): a guard against a feedback loop between ledger and simulator.
 EVENTS_PER_SESSION_MAX = 1_000
@@ -112,7 +106,6 @@ UNKNOWN_TENANT_ID = "cpo-unknown"
 DUPLICATE_AFTER = timedelta(seconds=45)
 LATE_BY = timedelta(minutes=3)
 
-_ISSUED_TOPIC = get_topic(vars(OutboundCommand)["Issued"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,19 +377,9 @@ class _Simulation:
 
     def _answer_commands(self, now: datetime) -> None:
         """Read the commands the last event caused; the PSP answers, stations stop."""
-        recorder = self.ledger.recorder
-        newest = recorder.max_notification_id() or 0
-        start = self._notification_id + 1
-        while start <= newest:
-            page = recorder.select_notifications(
-                start=start, limit=COMMANDS_PAGE_MAX, stop=newest, topics=[_ISSUED_TOPIC]
-            )
-            for notification in page:
-                issued: Any = self.ledger.mapper.to_domain_event(notification)
-                self._on_command(issued.type_name, issued.payload, now)
-            if len(page) < COMMANDS_PAGE_MAX:
-                break
-            start = page[-1].id + 1
+        newest = self.ledger.recorder.max_notification_id() or 0
+        for _, command in self.ledger.recorded_commands(self._notification_id, newest):
+            self._on_command(command.type_name, command.payload, now)
         self._notification_id = newest
 
     def _on_command(self, type_name: str, payload: dict[str, object], now: datetime) -> None:

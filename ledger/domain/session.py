@@ -81,23 +81,31 @@ class ChargingSession(Aggregate):
     def request_stop(self, reason: str, command_id: str) -> None:
         self.stop_requested = True
 
-    def tell_cost(self, total: Decimal, at: datetime, sequence: int, command_id: str) -> None:
-        """The CSMS was told what the driver pays so far (or in the end).
+    def tell_cost(
+        self, total: Decimal, at: datetime, sequence: int, command_id: str,
+        command: dict[str, Any],
+    ) -> bool:
+        """The CSMS is told what the driver pays so far (or in the end); True when this
+        session's reading carries `command` (ledger/domain/outbox.py's `carried_command`),
+        False when the caller must issue it as an outbound command of its own.
 
         A meter update that moved the cost is the common cause: the update is then carried
         by that reading's own event, still pending and the session's last, so a sent update
-        stores one event (the outbox command), not two. Otherwise (an update at start, after
-        the payer was decided; the final one, after settlement) it is an event of its own."""
-        told = {"total": total, "at": at, "sequence": sequence, "command_id": command_id}
+        stores nothing of its own. Otherwise (an update at start, after the payer was
+        decided; the final one, after settlement) it is an event of its own, and the command
+        an `OutboundCommand`."""
         pending = self.pending_events
         last: Any = pending[-1] if pending else None  # the class is made by @event
         if type(last).__name__ == "ReadingRecorded" and last.cost_update is None:
+            told = {"total": total, "at": at, "sequence": sequence, "command_id": command_id,
+                    "command": command}
             # Events are frozen dataclasses: set the field underneath, as business_time.py
             # does, before the event is stored; replay applies it through record_reading.
             object.__setattr__(last, "cost_update", told)
             self._remember_cost_told(told)
-        else:
-            self.send_cost_update(total, at, sequence, command_id)
+            return True
+        self.send_cost_update(total, at, sequence, command_id)
+        return False
 
     @event("CostUpdateSent")
     def send_cost_update(

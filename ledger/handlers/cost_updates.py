@@ -22,8 +22,9 @@ from typing import Any
 from ledger.batch import Batch
 from ledger.domain.ids import command_id
 from ledger.domain.money import round_to_minor_unit
+from ledger.domain.outbox import carried_command
 from ledger.domain.session import ChargingSession
-from ledger.messages import SessionCostUpdated
+from ledger.messages import COMMAND_PRODUCER, SessionCostUpdated, decimal_text, instant_text
 
 # Shares that a sponsor or the operator pays: not the driver's cost.
 SPONSOR_PAYERS = frozenset({"partner", "discount", "subscription", "operator"})
@@ -77,18 +78,36 @@ def _send(
     session: ChargingSession, total: Decimal, at: datetime, sequence: int, batch: Batch, *,
     final: bool, full_price: Decimal | None,
 ) -> None:
-    payer = session.payer
-    assert payer is not None
     tx = session.transaction_id
     cid = command_id(session.tenant_id, "cost_update", tx, "final" if final else str(sequence))
-    session.tell_cost(total, at, sequence, cid)
-    batch.issue(
-        SessionCostUpdated(
-            event_id=cid, tenant_id=session.tenant_id, occurred_at=at, producer="evledger",
-            transaction_id=tx, location_id=session.location_id,
-            charge_point_id=session.charge_point_id, total_cost=total,
-            currency=payer.currency, final=final, full_price=full_price, sequence=sequence,
-        ),
-        key=f"{session.tenant_id}:{tx}",
-        subject={"kind": "session", "id": session.id.hex},
-    )
+    payload = cost_update_payload(session, cid, total, at, sequence, final, full_price)
+    # Keyed by the transaction: a session's updates and its stop request share a partition.
+    key = f"{session.tenant_id}:{tx}"
+    carried = carried_command(SessionCostUpdated.type_name(), SessionCostUpdated.RECIPIENT,
+                              key, payload)
+    if session.tell_cost(total, at, sequence, cid, carried):
+        batch.count_issued(session.tenant_id, cid)
+    else:
+        batch.issue(SessionCostUpdated.model_validate(payload), key=key,
+                    subject={"kind": "session", "id": session.id.hex})
+
+
+def cost_update_payload(
+    session: ChargingSession, cid: str, total: Decimal, at: datetime, sequence: int,
+    final: bool, full_price: Decimal | None,
+) -> dict[str, Any]:
+    """`SessionCostUpdated(...).model_dump(mode="json")`, written out: a meter update makes
+    one, and the model's construction and dump were a third of what an update cost. Every
+    value comes from a validated message or is rounded here; the relay validates it again
+    before it encodes, and tests/unit/domain/test_cost_update_payload.py pins equality."""
+    payer = session.payer
+    assert payer is not None
+    return {
+        "event_id": cid, "tenant_id": session.tenant_id, "occurred_at": instant_text(at),
+        "producer": COMMAND_PRODUCER, "schema_version": SessionCostUpdated.SCHEMA_VERSION,
+        "transaction_id": session.transaction_id, "location_id": session.location_id,
+        "charge_point_id": session.charge_point_id, "total_cost": decimal_text(total),
+        "currency": payer.currency, "final": final,
+        "full_price": None if full_price is None else decimal_text(full_price),
+        "sequence": sequence,
+    }

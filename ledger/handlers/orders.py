@@ -15,7 +15,7 @@ from ledger.batch import Batch
 from ledger.domain.ids import command_id
 from ledger.domain.payment import Charge, Hold
 from ledger.domain.session import ChargingSession
-from ledger.messages import PaymentCommand, StopSessionRequested
+from ledger.messages import COMMAND_PRODUCER, PaymentCommand, StopSessionRequested
 
 PAYMENT_LABEL_LENGTH_MAX = 64  # PaymentCommand.reference on the wire
 
@@ -27,7 +27,7 @@ def issue_payment_command(
 ) -> None:
     batch.issue(
         PaymentCommand(
-            event_id=cid, tenant_id=tenant_id, occurred_at=at, producer="evledger",
+            event_id=cid, tenant_id=tenant_id, occurred_at=at, producer=COMMAND_PRODUCER,
             action=action,
             idempotency_key=cid, amount=amount, currency=currency,
             payment_method_token=token, reference=payment_label(reference),
@@ -149,7 +149,7 @@ def request_stop(session: ChargingSession, reason: str, batch: Batch) -> None:
     batch.issue(
         StopSessionRequested(
             event_id=stop_id, tenant_id=session.tenant_id,
-            occurred_at=session.ordered_readings()[-1]["timestamp"], producer="evledger",
+            occurred_at=session.ordered_readings()[-1]["timestamp"], producer=COMMAND_PRODUCER,
             transaction_id=session.transaction_id, location_id=session.location_id,
             charge_point_id=session.charge_point_id, reason=reason,
         ),

@@ -9,8 +9,9 @@ from typing import Any
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from ledger.domain.outbox import command_recorded_by
 from ledger.domain.session import ChargingSession
-from ledger.messages import EnrolmentChanged, PartnerConfigured
+from ledger.messages import EnrolmentChanged, PartnerConfigured, SessionCostUpdated
 from tests.builders import (
     _WALL_CLOCK_ATTRIBUTES,
     ENERGY_TARIFF,
@@ -108,6 +109,39 @@ def test_a_running_update_rides_on_its_readings_event() -> None:
     assert [(e.sequence, e.command_id) for e in own] == [(3, sent[-1]["event_id"])]
 
 
+def test_a_running_update_stores_no_command_of_its_own() -> None:
+    """The command a meter update's cost update sends is carried by the reading's event: no
+    `OutboundCommand` is stored for it, and the outbox (`recorded_commands`, which the relay,
+    the read model and the tests read) holds it once, valid, keyed by the transaction."""
+    d = network(cost_update_step=Decimal("1.00"), cost_update_interval_s=3600)
+    d.apply_each(session_events("tx1", "post", "10", updates=9))
+    issued = [e for e in domain_events(d) if type(e).__qualname__ == "OutboundCommand.Issued"
+              and e.type_name == "SessionCostUpdated"]
+    recorded = [c for _, c in d.ledger.recorded_commands()
+                if c.type_name == "SessionCostUpdated"]
+    assert [e.command_id for e in issued] == [recorded[-1].command_id], "only the final one"
+    assert len({c.command_id for c in recorded}) == len(recorded) == 4
+    session_id = ChargingSession.create_id("t1", "tx1").hex
+    for command in recorded:
+        message = SessionCostUpdated.model_validate(command.payload)
+        assert message.event_id == command.command_id
+        assert (command.recipient, command.key) == (SessionCostUpdated.RECIPIENT, "t1:tx1")
+        assert command.subject == {"kind": "session", "id": session_id}
+
+
+def test_a_reading_stored_by_the_first_fold_records_no_command() -> None:
+    """Readings stored before they carried the command (`cost_update` without `command`)
+    went with an `OutboundCommand.Issued` of their own: the outbox must not send it twice."""
+    d = network(cost_update_step=Decimal("1.00"), cost_update_interval_s=3600)
+    d.apply_each(session_events("tx1", "post", "10", updates=9))
+    for event in _session_events(d, "tx1"):
+        if type(event).__name__ == "ReadingRecorded" and event.cost_update is not None:
+            assert command_recorded_by(event) is not None
+            first_fold = {k: v for k, v in event.cost_update.items() if k != "command"}
+            object.__setattr__(event, "cost_update", first_fold)
+            assert command_recorded_by(event) is None
+
+
 def test_a_session_stored_before_the_fold_replays_to_the_same_state() -> None:
     """Logs written before a reading's event carried the update (a ReadingRecorded without
     `cost_update`, then a CostUpdateSent) give the same session as the new shape; a flat
@@ -144,6 +178,8 @@ def _before_the_fold(events: list[Any], mapper: Mapper[Any]) -> list[Any]:
             continue
         state = mapper.transcoder.decode(stored.state)
         told = state.pop("cost_update")
+        if told is not None:
+            told.pop("command")  # the old shape's command was an OutboundCommand of its own
         old.append(_stored(mapper, READING_RECORDED, state, stored.originator_id, len(old) + 1))
         if told is not None:
             sent = {"timestamp": state["timestamp"], **told,

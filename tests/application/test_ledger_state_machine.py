@@ -63,6 +63,7 @@ from hypothesis.stateful import (
 
 from ledger.application import BatchResult
 from ledger.domain.journal import JournalEntry
+from ledger.domain.outbox import command_recorded_by
 from ledger.domain.payment import Hold
 from ledger.domain.session import ChargingSession
 from ledger.domain.wallet import Wallet
@@ -356,8 +357,8 @@ class LedgerStateMachine(RuleBasedStateMachine):
         return self._view_cache[1]
 
     def _commands(self) -> list[dict[str, Any]]:
-        return [e.payload | {"_type": e.type_name} for e in self._view().events
-                if type(e).__qualname__ == "OutboundCommand.Issued"]
+        recorded = (command_recorded_by(e) for e in self._view().events)
+        return [c.payload | {"_type": c.type_name} for c in recorded if c is not None]
 
     def _outstanding(self) -> list[dict[str, Any]]:
         return [c for c in self._commands()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ledger.application import Ledger
-from ledger.domain.outbox import OutboundCommand
+from ledger.domain.outbox import RecordedCommand
 from tests.builders import driver, location, session_events, tariff, tenant
 from tests.e2e.test_billing_models import (
     ROOT,
@@ -78,8 +78,6 @@ def _kill_relay_and_restart(stack: Stack) -> None:
         )
 
 
-def _outbox(ledger: Ledger, tenant_id: str) -> list[Any]:
-    notifications = ledger.recorder.select_notifications(start=1, limit=1_000_000)
-    issued = [ledger.mapper.to_domain_event(n) for n in notifications]
-    return [e for e in issued if isinstance(e, OutboundCommand.Issued)
-            and e.tenant_id == tenant_id and e.type_name == "SessionCostUpdated"]
+def _outbox(ledger: Ledger, tenant_id: str) -> list[RecordedCommand]:
+    return [c for _, c in ledger.recorded_commands()
+            if c.tenant_id == tenant_id and c.type_name == "SessionCostUpdated"]

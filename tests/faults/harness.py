@@ -41,7 +41,7 @@ from consumers.commands.topics import create_topics
 from consumers.consumer_loop import source_name
 from consumers.event_file import parse_event_line
 from consumers.kafka_topics import topic_of
-from consumers.relay import ISSUED_TOPIC, RELAY_TRACKING_NAME, RELAYED_TOPICS
+from consumers.relay import RELAY_TRACKING_NAME, RELAYED_TOPICS
 from consumers.settings import Settings, settings_from
 from consumers.simulation.scenario import SimulationOptions, simulate
 from consumers.store import open_ledger
@@ -554,17 +554,10 @@ def issued_commands(database: str) -> dict[str, bytes]:
     """Every command in the ledger's outbox: its id and the bytes the relay must send."""
     found: dict[str, bytes] = {}
     with closing(open_ledger(database)) as ledger:
-        start = 1
-        while True:
-            page = ledger.recorder.select_notifications(start=start, limit=1_000,
-                                                        topics=[ISSUED_TOPIC])
-            if not page:
-                return found
-            for notification in page:
-                event: Any = ledger.mapper.to_domain_event(notification)
-                message = MESSAGE_TYPES[event.type_name].model_validate(event.payload)
-                found[event.command_id] = encode(message)
-            start = page[-1].id + 1
+        for _, command in ledger.recorded_commands():
+            message = MESSAGE_TYPES[command.type_name].model_validate(command.payload)
+            found[command.command_id] = encode(message)
+    return found
 
 
 def sent_commands(settings: Settings) -> dict[str, set[bytes]]:

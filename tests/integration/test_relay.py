@@ -142,7 +142,8 @@ def test_relay_republishes_the_same_ids_in_order_after_a_crash_before_storing_it
     try:
         crashed = relay_for(settings, ledger, stack)
         page = crashed.read_page(crashed.position())
-        crashed.publish(page)  # sent and acknowledged ...
+        assert page is not None
+        crashed.publish(page.records)  # sent and acknowledged ...
         # ... and the process dies before `store_position`.
         assert crashed.position() == 0
         close_all(stack)

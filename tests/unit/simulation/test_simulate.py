@@ -26,7 +26,6 @@ from ledger.domain.corporate_pool import CorporatePool
 from ledger.domain.inbox import DeadLetter, Refusal
 from ledger.domain.invoice import InvoiceSeries
 from ledger.domain.journal import JournalEntry
-from ledger.domain.outbox import OutboundCommand
 from ledger.domain.session import ChargingSession
 from ledger.domain.voucher import Voucher
 from ledger.domain.wallet import Wallet
@@ -70,8 +69,8 @@ class Replayed:
         return [self.ledger.mapper.to_domain_event(n) for n in notifications]
 
     def commands(self, type_name: str) -> list[dict[str, Any]]:
-        return [e.payload for e in self.events(OutboundCommand, "Issued")
-                if e.type_name == type_name]
+        return [c.payload for _, c in self.ledger.recorded_commands()
+                if c.type_name == type_name]
 
     def of_type(self, cls: type[Envelope]) -> list[Any]:
         return [m for m in self.messages if isinstance(m, cls)]
