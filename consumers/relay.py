@@ -180,11 +180,12 @@ class Relay:
         # 3. Only then move our position.
         with _interruptible_by(stop):
             self.store_position(position, page.last_notification_id)
-        log_event(
-            self._log, "page_published", from_position=position,
-            to_position=page.last_notification_id, records=len(page.records),
-            seconds=round(time.perf_counter() - started, 4),
-        )
+        if page.records:  # a page of bare readings is not news
+            log_event(
+                self._log, "page_published", from_position=position,
+                to_position=page.last_notification_id, records=len(page.records),
+                seconds=round(time.perf_counter() - started, 4),
+            )
         return page
 
     def read_page(self, position: int) -> Page | None:
