@@ -11,6 +11,14 @@ handlers `ledger consume` runs, and Kafka's share of a message is the same with 
 updates, so the consume path slows by no more than this ratio says; the relay's extra share
 is the updates sent (`updates_sent`), each one outbox row like any other command.
 
+With `--instructions` it also counts what no other process on the machine can move: the
+instructions of the same ingest at `--instruction-sessions` sessions (default 30), each side
+in a fresh process under `valgrind --tool=callgrind` (valgrind is not a dependency of the
+project: `apt-get install valgrind`), less the instructions of the same process stopped
+just before the ingest (imports, simulation, the day written out).
+`cost_updates_instruction_ratio` = instructions without over with (>= 0.95: at most 5 %
+more work per message).
+
 With `--end-to-end` it also runs what the issue asks for through the running services (as
 `ledger bench` does: a scratch database and fresh topics per run, consumers/benchmarks/
 day.py): the simulated day through consume/relay/project/psp-simulator and then the stop
@@ -26,6 +34,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import closing
@@ -47,6 +60,15 @@ ROUNDS_DEFAULT = 2
 SESSIONS_DEFAULT = 100
 SIMULATION_SEED = 20261130
 STOP_SAMPLES_DEFAULT = 50  # as `ledger bench` at its default size
+# Under callgrind a 30-session ingest takes a few minutes on a 2-core machine; more adds
+# time, not precision (instructions do not vary between runs).
+INSTRUCTION_SESSIONS_DEFAULT = 30
+INSTRUCTION_RUN_DEADLINE_S = 1_800
+INSTRUCTION_MODES = ("setup", "with", "without")
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+# What each callgrind run executes: the day ingested (or not, for `setup`) by a fresh process.
+_INSTRUCTION_PROGRAM = ("import sys; from consumers.benchmarks.cost_updates import"
+                        " ingest_for_instructions as run; run(sys.argv[1], int(sys.argv[2]))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +153,68 @@ def measure_end_to_end(args: argparse.Namespace, store_url: str, work_dir: Path
 
 
 @dataclass(frozen=True, slots=True)
+class InstructionCount:
+    sessions: int
+    instructions_setup: int  # imports, the simulation, the day written: the same both sides
+    instructions_with: int  # the ingest alone, updates on
+    instructions_without: int
+    cost_updates_instruction_ratio: float  # without over with
+
+
+def measure_instructions(sessions: int) -> InstructionCount:
+    """The ingest's instructions with and without updates, each side a fresh process under
+    callgrind, the set-up's own count subtracted."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise CliError("--instructions needs valgrind on the PATH (apt-get install valgrind)")
+    counts = {mode: _instructions(valgrind, mode, sessions) for mode in INSTRUCTION_MODES}
+    setup = counts["setup"]
+    with_updates, without = counts["with"] - setup, counts["without"] - setup
+    return InstructionCount(
+        sessions=sessions, instructions_setup=setup, instructions_with=with_updates,
+        instructions_without=without,
+        cost_updates_instruction_ratio=round(without / with_updates, 3),
+    )
+
+
+def _instructions(valgrind: str, mode: str, sessions: int) -> int:
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
+         _INSTRUCTION_PROGRAM, mode, str(sessions)],
+        capture_output=True, text=True, env=env, timeout=INSTRUCTION_RUN_DEADLINE_S,
+        check=False,
+    )
+    return collected_instructions(done.returncode, done.stderr)
+
+
+def collected_instructions(returncode: int, valgrind_stderr: str) -> int:
+    """The instruction count callgrind reports at exit ("Collected : N")."""
+    found = _COLLECTED.search(valgrind_stderr)
+    if returncode != 0 or found is None:
+        raise CliError(f"callgrind run failed (exit {returncode}):"
+                       f" {valgrind_stderr.strip()[-1000:]}")
+    return int(found.group(1))
+
+
+def ingest_for_instructions(mode: str, sessions: int) -> None:
+    """One side of `measure_instructions`, in the process callgrind counts: the day
+    simulated and written, then ingested (`with`, `without`) or not (`setup`)."""
+    assert mode in INSTRUCTION_MODES, mode
+    lines = simulate(SimulationOptions(sessions=sessions, seed=SIMULATION_SEED)).lines
+    if mode == "without":
+        lines = without_cost_updates(lines)
+    with tempfile.TemporaryDirectory(prefix="ledger-bench-instructions-") as work:
+        path = Path(work) / "day.jsonl"
+        write_event_file(path, lines)
+        with closing(open_ledger(f"sqlite:///{Path(work) / 'store.db'}")) as ledger:
+            if mode != "setup":
+                ingest_file(ledger, path, source_for(path))
+
+
+@dataclass(frozen=True, slots=True)
 class _Ingested:
     seconds: float
     cpu_seconds: float
@@ -162,6 +246,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--rounds", type=int, default=ROUNDS_DEFAULT,
                         help=f"ingests per side, alternating (default {ROUNDS_DEFAULT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count the ingest's instructions with and without under"
+                        " valgrind's callgrind (cost_updates_instruction_ratio; needs"
+                        " valgrind; a few minutes per side)")
+    parser.add_argument("--instruction-sessions", type=int,
+                        default=INSTRUCTION_SESSIONS_DEFAULT,
+                        help="with --instructions: sessions of that day (default"
+                        f" {INSTRUCTION_SESSIONS_DEFAULT})")
     parser.add_argument("--end-to-end", action="store_true",
                         help="also the day through the running services and the stop"
                         " latency, updates on and off (end_to_end_cost_ratio,"
@@ -180,14 +272,21 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--rounds must be at least 1, got {args.rounds}")
     if args.stop_samples < 0:
         raise CliError(f"--stop-samples must be 0 or more, got {args.stop_samples}")
+    if not 1 <= args.instruction_sessions <= SESSIONS_MAX:
+        raise CliError(f"--instruction-sessions must be 1..{SESSIONS_MAX},"
+                       f" got {args.instruction_sessions}")
     store_url = checked_services(args) if args.end_to_end else None
     lines = simulate(SimulationOptions(sessions=args.sessions, seed=SIMULATION_SEED)).lines
     with tempfile.TemporaryDirectory(prefix="ledger-bench-cost-updates-") as work:
         result = measure_cost_updates(lines, Path(work), args.rounds)
         end_to_end = (None if store_url is None
                       else measure_end_to_end(args, store_url, Path(work) / "end-to-end"))
+    instructions = (measure_instructions(args.instruction_sessions) if args.instructions
+                    else None)
     if args.json:
         figures = asdict(result)
+        if instructions is not None:
+            figures["instructions"] = asdict(instructions)
         if end_to_end is not None:
             figures["end_to_end"] = asdict(end_to_end)
         print(json.dumps(figures, sort_keys=True))
@@ -197,6 +296,11 @@ def run(args: argparse.Namespace) -> int:
           f" s without: cost_updates_ratio {result.cost_updates_ratio}; CPU"
           f" {result.cpu_seconds_with:.2f} s with, {result.cpu_seconds_without:.2f} s without:"
           f" cost_updates_cpu_ratio {result.cost_updates_cpu_ratio}")
+    if instructions is not None:
+        count = instructions
+        print(f"instructions ({count.sessions} sessions, callgrind): {count.instructions_with:,}"
+              f" with, {count.instructions_without:,} without:"
+              f" cost_updates_instruction_ratio {count.cost_updates_instruction_ratio}")
     if end_to_end is not None:
         e2e = end_to_end
         print(f"end to end ({args.sessions} sessions): end_to_end_ratio"

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from consumers.benchmarks.cost_updates import measure_cost_updates
+from consumers.benchmarks.cost_updates import (
+    INSTRUCTION_MODES,
+    collected_instructions,
+    ingest_for_instructions,
+    measure_cost_updates,
+)
 from consumers.benchmarks.day import without_cost_updates
-from consumers.cli import main
+from consumers.cli import CliError, main
 from consumers.simulation.scenario import SimulationOptions, simulate
 
 SESSIONS = 6
@@ -45,8 +50,32 @@ def test_the_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--sessions", "0"], ["--rounds", "0"], ["--stop-samples", "-1"]]
+    "argv", [["--sessions", "0"], ["--rounds", "0"], ["--stop-samples", "-1"],
+             ["--instruction-sessions", "0"]]
 )
 def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "cost-updates", *argv]) == 2
     assert "must be" in capsys.readouterr().err
+
+
+def test_callgrinds_count_is_read_from_its_report() -> None:
+    report = "==1== Events    : Ir\n==1== Collected : 6944443403\n==1==\n==1== I   refs: 6,9"
+    assert collected_instructions(0, report) == 6944443403
+    with pytest.raises(CliError, match="callgrind run failed"):
+        collected_instructions(1, report)
+    with pytest.raises(CliError, match="callgrind run failed"):
+        collected_instructions(0, "valgrind: no such tool")
+
+
+def test_each_counted_side_runs_on_its_own(tmp_path: Path) -> None:
+    for mode in INSTRUCTION_MODES:
+        ingest_for_instructions(mode, 2)
+
+
+def test_instructions_without_valgrind_say_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("consumers.benchmarks.cost_updates.shutil.which", lambda name: None)
+    assert main(["bench", "cost-updates", "--sessions", "2", "--rounds", "1",
+                 "--instructions"]) == 2
+    assert "needs valgrind" in capsys.readouterr().err
