@@ -129,19 +129,28 @@ def _publish(settings: Settings, messages: list[Envelope]) -> dict[str, int]:
     return {source_name(w.topic, w.partition): w.offset for w in written}
 
 
+def _topics_store_and_one_partitions_messages(
+    server: PostgresServer, bootstrap: str
+) -> tuple[Settings, list[Envelope]]:
+    """Fresh topics of one partition each, the store's tables, and a tenant's configuration
+    messages that all go to one partition (applied in this order)."""
+    prefix = f"pgstop-{uuid.uuid4().hex[:8]}-"
+    settings = settings_from(argparse.Namespace(
+        bootstrap_servers=bootstrap, topic_prefix=prefix, store=server.url,
+        group_id=f"{prefix}ledger"), environ={})
+    with closing(kafka_clients.admin(settings)) as admin:
+        create_topics(admin, settings.all_topics(), partitions=1, replication_factor=1)
+    create_store(server.url)
+    config = day_messages(1, tenants=("t1",))
+    return settings, [m for m in config if topic_of(m) == topic_of(config[0])]
+
+
 def test_consume_logs_each_attempt_while_the_server_is_stopped_and_applies_what_came_meanwhile(
     server: PostgresServer, kafka_bootstrap_servers: str, tmp_path: Path,
 ) -> None:
     store = server.url
-    prefix = f"pgstop-{uuid.uuid4().hex[:8]}-"
-    settings = settings_from(argparse.Namespace(
-        bootstrap_servers=kafka_bootstrap_servers, topic_prefix=prefix, store=store,
-        group_id=f"{prefix}ledger"), environ={})
-    with closing(kafka_clients.admin(settings)) as admin:
-        create_topics(admin, settings.all_topics(), partitions=1, replication_factor=1)
-    create_store(store)
-    config = day_messages(1, tenants=("t1",))
-    config = [m for m in config if topic_of(m) == topic_of(config[0])]  # one partition
+    settings, config = _topics_store_and_one_partitions_messages(server, kafka_bootstrap_servers)
+    prefix = settings.topic_prefix
     half = len(config) // 2
     log_path = tmp_path / "consume.log"
     argv = ["--store", store, "--bootstrap-servers", kafka_bootstrap_servers,
@@ -190,15 +199,8 @@ def test_project_relay_and_consume_started_while_the_server_is_stopped_wait_for_
     its attempts, starts once the server is back and does its work; none exits (`consume`
     exited 1 at once, `project` too)."""
     store = server.url
-    prefix = f"pgstart-{uuid.uuid4().hex[:8]}-"
-    settings = settings_from(argparse.Namespace(
-        bootstrap_servers=kafka_bootstrap_servers, topic_prefix=prefix, store=store,
-        group_id=f"{prefix}ledger"), environ={})
-    with closing(kafka_clients.admin(settings)) as admin:
-        create_topics(admin, settings.all_topics(), partitions=1, replication_factor=1)
-    create_store(store)
-    config = day_messages(1, tenants=("t1",))
-    config = [m for m in config if topic_of(m) == topic_of(config[0])]  # one partition
+    settings, config = _topics_store_and_one_partitions_messages(server, kafka_bootstrap_servers)
+    prefix = settings.topic_prefix
     kafka = ["--bootstrap-servers", kafka_bootstrap_servers, "--topic-prefix", prefix]
     argv = {"project": ["--store", store], "relay": ["--store", store, *kafka],
             "consume": ["--store", store, *kafka, "--group-id", settings.group_id]}

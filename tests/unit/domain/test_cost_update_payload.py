@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from hypothesis import given
@@ -18,7 +18,7 @@ from ledger.messages import SessionCostUpdated
 ids = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=64)
 totals = st.decimals(min_value=0, max_value=Decimal("99999999"), places=2)
 instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                        timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=2)),
+                        timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)),
                                                    timezone(timedelta(hours=-5, minutes=-30))]))
 
 

@@ -222,7 +222,8 @@ def test_every_projected_event_is_a_real_event_class_of_the_domain() -> None:
 
     assert names == [
         "ChargingSession.Opened", "ChargingSession.PayerResolved",
-        "ChargingSession.ReadingRecorded", "ChargingSession.Settled", "ChargingSession.StopRequested",
+        "ChargingSession.ReadingRecorded", "ChargingSession.Settled",
+        "ChargingSession.StopRequested",
         "CorporatePool.Opened", "CorporatePool.SessionCovered", "DeadLetter.Recorded",
         "EffectiveDated.Changed", "InvoiceSeries.Issued", "OutboundCommand.Issued",
         "ParkingLot.Parked", "ParkingLot.Released",
