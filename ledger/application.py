@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -89,8 +89,8 @@ WRITTEN_ONCE = (OutboundCommand, DeadLetter, Refusal)
 # transaction per run of one source instead.
 OTHER_TRACKINGS = "other_trackings"
 RECORDS_SEVERAL_SOURCES = "records_several_sources"
-PROCESSED_SCAN_PAGE = 1_000
-COMMANDS_SCAN_PAGE = 1_000
+# Notifications read per query when the ledger scans its own log.
+LOG_SCAN_PAGE = 1_000
 
 
 class Ledger(EventSourcedProjection[UUID]):
@@ -140,16 +140,8 @@ class Ledger(EventSourcedProjection[UUID]):
     def _processed_kept_in_memory(self) -> dict[UUID, str]:
         if self._processed_in_memory is None:
             known: dict[UUID, str] = {}
-            start = 1
-            while True:
-                page = self.recorder.select_notifications(
-                    start=start, limit=PROCESSED_SCAN_PAGE, topics=list(PROCESSED_TOPICS))
-                for notification in page:
-                    _remember(known, _processed_entries(
-                        self.mapper.to_domain_event(notification)))
-                if len(page) < PROCESSED_SCAN_PAGE:
-                    break
-                start = page[-1].id + 1
+            for _, event in self._stored_events(PROCESSED_TOPICS):
+                _remember(known, _processed_entries(event))
             self._processed_in_memory = known
         return self._processed_in_memory
 
@@ -166,16 +158,23 @@ class Ledger(EventSourcedProjection[UUID]):
     ) -> Iterator[tuple[int, RecordedCommand]]:
         """Every outbound command the log records after notification `after` (up to `up_to`),
         with its notification id, in log order (ledger/domain/outbox.py)."""
-        start = after + 1
+        for notification_id, event in self._stored_events(COMMAND_EVENT_TOPICS, after, up_to):
+            command = command_recorded_by(event)
+            if command is not None:
+                yield notification_id, command
+
+    def _stored_events(
+        self, topics: Iterable[str], after: int = 0, up_to: int | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """The stored events of `topics` after notification `after` (up to `up_to`), with
+        their notification ids, in log order, a page at a time."""
+        start, wanted = after + 1, list(topics)
         while up_to is None or start <= up_to:
             page = self.recorder.select_notifications(
-                start=start, limit=COMMANDS_SCAN_PAGE, stop=up_to,
-                topics=list(COMMAND_EVENT_TOPICS))
+                start=start, limit=LOG_SCAN_PAGE, stop=up_to, topics=wanted)
             for notification in page:
-                command = command_recorded_by(self.mapper.to_domain_event(notification))
-                if command is not None:
-                    yield notification.id, command
-            if len(page) < COMMANDS_SCAN_PAGE:
+                yield notification.id, self.mapper.to_domain_event(notification)
+            if len(page) < LOG_SCAN_PAGE:
                 return
             start = page[-1].id + 1
 

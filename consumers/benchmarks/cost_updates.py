@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -46,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from consumers.benchmarks.day import DayRun, without_cost_updates
+from consumers.benchmarks.stack import child_env
 from consumers.benchmarks.workload import add_service_arguments, checked_services, day_on_scratch
 from consumers.cli import CliError
 from consumers.commands.ingest import ingest_file, source_for
@@ -178,13 +178,10 @@ def measure_instructions(sessions: int) -> InstructionCount:
 
 
 def _instructions(valgrind: str, mode: str, sessions: int) -> int:
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
         [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
          _INSTRUCTION_PROGRAM, mode, str(sessions)],
-        capture_output=True, text=True, env=env, timeout=INSTRUCTION_RUN_DEADLINE_S,
+        capture_output=True, text=True, env=child_env(), timeout=INSTRUCTION_RUN_DEADLINE_S,
         check=False,
     )
     return collected_instructions(done.returncode, done.stderr)

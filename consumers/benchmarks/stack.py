@@ -14,6 +14,15 @@ from pathlib import Path
 
 from consumers.settings import Settings
 
+# The repository's root: a bench's child process imports this checkout's code.
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a bench's child process: ours, with this checkout importable."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
 PROCESSES = ("consume", "relay", "project", "psp-simulator")
 # A process that does not stop this long after SIGTERM is killed (and reported).
 STOP_DEADLINE_S = 30
@@ -46,7 +55,7 @@ class Stack:
                               "--group-id", psp_group_id(self.settings),
                               "--result-delay-s", str(self.psp_result_delay_s)],
         }
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        env = child_env()
         self.logs.mkdir(parents=True, exist_ok=True)
         for name in PROCESSES:
             with (self.logs / f"{name}.log").open("wb") as log:  # the child keeps its copy
